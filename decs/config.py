@@ -1,0 +1,90 @@
+"""Hyper-parameters in one typed object, per profile (``ci``, ``cpu``, ``paper``).
+
+The three profiles are three sizes of the *same* code path: they change how long we
+train and on how many samples, never what the code does. ``paper`` is the authors'
+setting (PAPER.md §7). Select one with ``DECS_PROFILE`` or the ``profile`` argument.
+Used throughout the book; the table of profiles is in :doc:`/book/01_preface`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+PROFILES = ("ci", "cpu", "paper")
+METHODS = ("decs", "dec")
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- scale: what the profiles change -------------------------------------------------
+    profile: str = "paper"          # which profile these numbers came from
+    subset: int | None = None       # train on a class-stratified subset of this many samples (None: all)
+    pretrain_epochs: int = 500      # autoencoder pretraining epochs
+    maxiter: int = 20_000           # clustering iterations (mini-batch steps)
+    # --- the method ------------------------------------------------------------------------
+    alpha: float = 0.5              # Student-t degrees of freedom α of q (DECS 0.5; DEC uses 1.0)
+    lam: float = 0.4                # λ, weight of the variance of determinacy in the stability s_i
+    form: str = "code"              # "code": linear f, L = 1 − (mean s + var s); "paper": quadratic f, L = 1 − mean s
+    threshold: str = "otsu"         # "otsu": Otsu's t per batch; "1/k": the fixed threshold 1/k
+    otsu_bins: int = 1000           # histogram bins of the Otsu threshold
+    otsu_bn_eval: bool = True       # q for Otsu from a forward pass with batch-norm in eval mode (authors' code)
+    # --- optimisation ----------------------------------------------------------------------
+    batch_size: int = 256           # mini-batch size, pretraining and clustering
+    lr: float = 1e-3                # Adam learning rate, pretraining and clustering
+    augment: bool = True            # random shift/rotation of every training batch
+    shift: float = 0.1              # largest shift, as a fraction of width and height
+    rotation: float = 10.0          # largest rotation, in degrees
+    shuffle_clustering: bool = False  # authors' code walks the data in a fixed order while clustering
+    kmeans_n_init: int = 20         # k-means restarts for the centroid initialisation
+    update_interval: int = 30       # evaluate labels on the clean data every this many iterations
+    # --- DEC baseline ----------------------------------------------------------------------
+    dec_alpha: float = 1.0          # DEC's Student-t α
+    dec_update_interval: int = 140  # DEC recomputes its target P on all data every T iterations
+    tol: float = 0.001              # DEC stops when fewer than this fraction of labels change
+    # --- model -----------------------------------------------------------------------------
+    filters: tuple[int, ...] = (32, 64, 128, 256)  # channels of the four convolutions
+    embedding_dim: int = 10         # dimension of the embedding z
+    # --- bookkeeping -----------------------------------------------------------------------
+    eval_batch_size: int = 512      # batch size of full-data passes under no_grad
+    checkpoint_every: int = 1000    # save a checkpoint every this many iterations (and every 10 epochs)
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some fields changed (the object itself is immutable)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown config field(s) {sorted(unknown)}; valid: "
+                             f"{[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# What each profile changes relative to the paper's settings. Measured on 2 CPU cores
+# (see the book's reproducibility page for timings).
+_PROFILE_CHANGES = {
+    "paper": {},
+    "cpu": {"pretrain_epochs": 60, "maxiter": 3000},
+    "ci": {"subset": 1000, "pretrain_epochs": 8, "maxiter": 150, "kmeans_n_init": 4},
+}
+
+
+def active_profile(profile: str | None = None) -> str:
+    """The profile to use: the argument, else ``DECS_PROFILE``, else ``cpu``."""
+    name = (profile or os.environ.get("DECS_PROFILE") or "cpu").strip().lower()
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES} "
+                         "(argument or DECS_PROFILE environment variable).")
+    return name
+
+
+def get_config(profile: str | None = None, **overrides) -> Config:
+    """The configuration of a profile, with optional field overrides.
+
+    >>> get_config("paper").pretrain_epochs
+    500
+    """
+    name = active_profile(profile)
+    cfg = Config(profile=name).replace(**_PROFILE_CHANGES[name])
+    return cfg.replace(**overrides) if overrides else cfg

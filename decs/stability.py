@@ -1,0 +1,183 @@
+"""Sample stability on centroids: the mathematical core of DECS.
+
+The chain, as the book derives it (symbols as in the book):
+
+    z_i, m_j  --soft_assign-->  q_ij  --determinacy(t)-->  f(q_ij)
+              --sample_stability(λ)-->  s_i  --instability_loss-->  L_c
+
+All functions take tensors and return tensors on the inputs' device and dtype, so the
+same code runs in float64 for ``gradcheck`` and in float32 on a GPU for training.
+"""
+from __future__ import annotations
+
+import torch
+
+FORMS = ("code", "paper")
+DETERMINACY_FORMS = ("linear", "quadratic")
+
+
+def _check_alpha(alpha: float) -> None:
+    if not alpha > 0:
+        raise ValueError(f"alpha (the Student-t degrees of freedom) must be > 0, got {alpha}.")
+
+
+def squared_distances(z: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """||z_i - m_j||^2 for every sample i and centroid j, an n×k tensor.
+
+    Written as an explicit difference (not ``torch.cdist``) so that the gradient is
+    exact, also where a sample sits on a centroid. Derived in :doc:`/book/05_ensembles_to_centroids`.
+    """
+    if z.ndim != 2 or centroids.ndim != 2 or z.shape[1] != centroids.shape[1]:
+        raise ValueError(
+            f"z must be n×d and centroids k×d with the same d; got {tuple(z.shape)} and "
+            f"{tuple(centroids.shape)}."
+        )
+    return (z.unsqueeze(1) - centroids.unsqueeze(0)).pow(2).sum(-1)
+
+
+def soft_assign(z: torch.Tensor, centroids: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """Co-association probability q_ij of sample i and centroid j (Student-t kernel).
+
+        q_ij = (1 + ||z_i - m_j||^2/α)^(-(α+1)/2) / Σ_j' (1 + ||z_i - m_j'||^2/α)^(-(α+1)/2)
+
+    Computed as a softmax of log-kernels, which is the same number but cannot overflow
+    or give 0/0 for far-away samples. DECS uses α = 0.5, DEC α = 1.
+    Derived in :doc:`/book/05_ensembles_to_centroids`.
+    """
+    _check_alpha(alpha)
+    d2 = squared_distances(z, centroids)
+    log_kernel = -(alpha + 1.0) / 2.0 * torch.log1p(d2 / alpha)
+    return torch.softmax(log_kernel, dim=1)
+
+
+def otsu_threshold(q: torch.Tensor, bins: int = 1000) -> torch.Tensor:
+    """Otsu's threshold t of all values in ``q``, as the authors' code computes it.
+
+    The values are binned into ``bins`` equal bins on [0, 1]; t is the left edge of the bin
+    that maximises the between-class variance ω0·ω1·(μ0 − μ1)² when bins up to and
+    including it form the "low" class. The result is detached (t is a constant for the
+    gradient) and a 0-d tensor on q's device and dtype.
+
+    One change from the authors' code: when every low value falls in the first bin, their
+    rule returns t = 0 and the determinacy divides by zero. We clamp t to
+    [1/(2·bins), 1 − 1/(2·bins)] (the middle of the first or last bin), so t is always
+    strictly inside (0, 1). Derived in :doc:`/book/06_determinacy_and_stability`.
+    """
+    if bins < 2:
+        raise ValueError(f"bins must be at least 2, got {bins}.")
+    if q.numel() == 0:
+        raise ValueError("otsu_threshold needs at least one value of q; got an empty tensor.")
+    values = q.detach().reshape(-1)
+    if not torch.isfinite(values).all():
+        raise ValueError("q contains NaN or inf; check the embeddings and centroids for NaN.")
+    index = (values * bins).floor().clamp(0, bins - 1).long()
+    hist = torch.bincount(index, minlength=bins).to(torch.float64)
+    p = hist / hist.sum()
+    levels = torch.arange(bins, device=p.device, dtype=torch.float64)
+    omega0 = torch.cumsum(p, 0)  # weight of the low class when it ends at bin b
+    mu_cum = torch.cumsum(levels * p, 0)
+    mu_total = mu_cum[-1]
+    omega1 = 1.0 - omega0
+    valid = (omega0 > 1e-12) & (omega1 > 1e-12)
+    # between-class variance; identical to omega0*omega1*(mu0 - mu1)^2
+    between = torch.where(
+        valid,
+        (mu_total * omega0 - mu_cum) ** 2 / (omega0 * omega1).clamp_min(1e-300),
+        torch.full_like(omega0, -1.0),
+    )
+    best = torch.argmax(between)
+    half_bin = 0.5 / bins
+    t = (best.to(torch.float64) / bins).clamp(half_bin, 1.0 - half_bin)
+    return t.to(device=q.device, dtype=q.dtype)
+
+
+def _check_t(t) -> None:
+    # A threshold on an accelerator comes from otsu_threshold, which guarantees the range;
+    # reading it back here would stall the device every training step.
+    if isinstance(t, torch.Tensor) and t.device.type != "cpu":
+        return
+    tt = torch.as_tensor(t)
+    if tt.numel() != 1 or not (0.0 < float(tt) < 1.0):
+        raise ValueError(
+            f"the threshold t must be a single number strictly between 0 and 1, got {t}; "
+            "use otsu_threshold(q) or a fixed value such as 1/k."
+        )
+
+
+def determinacy(q: torch.Tensor, t, form: str = "linear") -> torch.Tensor:
+    """Determinacy f(q) of each relation: 0 at the threshold t, 1 at q = 0 and q = 1.
+
+    linear (authors' code):   f(q) = (t − q)/t for q < t,  (q − t)/(1 − t) for q ≥ t
+    quadratic (the form that matches the constant of Theorem 1): the square of the above.
+    Derived in :doc:`/book/06_determinacy_and_stability`.
+    """
+    _check_t(t)
+    if form not in DETERMINACY_FORMS:
+        raise ValueError(f"form must be one of {DETERMINACY_FORMS}, got {form!r}.")
+    t = torch.as_tensor(t, dtype=q.dtype, device=q.device)
+    f = torch.where(q < t, (t - q) / t, (q - t) / (1.0 - t))
+    return f if form == "linear" else f * f
+
+
+def sample_stability(fq: torch.Tensor, lam: float = 0.4) -> torch.Tensor:
+    """Stability s_i = mean_j f(q_ij) − λ · var_j f(q_ij) (population variance over the k centroids).
+
+    High when sample i is decisively close to one centroid and decisively far from the
+    others. Derived in :doc:`/book/06_determinacy_and_stability`.
+    """
+    if fq.ndim != 2:
+        raise ValueError(f"fq must be n×k, got shape {tuple(fq.shape)}.")
+    return fq.mean(dim=1) - lam * fq.var(dim=1, unbiased=False)
+
+
+def instability(q: torch.Tensor, t=None, lam: float = 0.4, form: str = "code") -> torch.Tensor:
+    """The instability loss L_c computed from co-association probabilities q (n×k).
+
+    form="code" (authors' code, which produced the published numbers):
+        linear determinacy and  L_c = 1 − (mean_i s_i + var_i s_i)
+    form="paper" (the form Theorem 1 is stated for):
+        quadratic determinacy and  L_c = 1 − mean_i s_i
+    ``t=None`` takes Otsu's threshold of these q. Derived in :doc:`/book/07_instability_loss`.
+    """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}.")
+    if t is None:
+        t = otsu_threshold(q)
+    fq = determinacy(q, t, "linear" if form == "code" else "quadratic")
+    s = sample_stability(fq, lam)
+    if form == "code":
+        return 1.0 - (s.mean() + s.var(unbiased=False))
+    return 1.0 - s.mean()
+
+
+def instability_loss(
+    z: torch.Tensor,
+    centroids: torch.Tensor,
+    alpha: float = 0.5,
+    lam: float = 0.4,
+    t=None,
+    form: str = "code",
+) -> torch.Tensor:
+    """The instability loss L_c of a batch of embeddings z and the centroids m.
+
+    q = soft_assign(z, m, α), then :func:`instability` (see there for the two forms).
+    Gradients flow into z (hence the encoder) and the centroids.
+    Derived in :doc:`/book/07_instability_loss`.
+    """
+    return instability(soft_assign(z, centroids, alpha), t, lam, form)
+
+
+def gradient_bound(z: torch.Tensor, centroids: torch.Tensor, alpha: float, lam: float, t) -> torch.Tensor:
+    """The constant M of Theorem 1 as the paper states it:
+
+        M = 2(1 + 2λ)(α + 1) / (4 n k t² α) · max_ij ||z_i − m_j||
+
+    n = number of rows of z, k = number of centroids. Whether and for which gradient this
+    bound holds is examined in :doc:`/book/theorem1`.
+    """
+    _check_alpha(alpha)
+    _check_t(t)
+    n, k = z.shape[0], centroids.shape[0]
+    t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
+    dmax = squared_distances(z, centroids).max().sqrt()
+    return 2.0 * (1.0 + 2.0 * lam) * (alpha + 1.0) / (4.0 * n * k * t**2 * alpha) * dmax

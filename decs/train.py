@@ -1,0 +1,427 @@
+"""Training: autoencoder pretraining, k-means initialisation, and the clustering loop.
+
+One code path for every profile and device. The data lives on the training device; each
+mini-batch is augmented there, as a whole batch. Every stage checkpoints, so a run that is
+interrupted resumes to the identical result. Walked through in :doc:`/book/08_training_usps`.
+
+The pieces, in the order a run uses them:
+
+* :func:`augment` — random shift and rotation of a batch (on its device)
+* :func:`pretrain` — the autoencoder, mean-squared reconstruction error
+* :func:`kmeans_init` — k-means on the embeddings gives the first centroids
+* :func:`cluster` — DECS (instability loss) or DEC (KL to pseudo targets)
+* :func:`run` — all of the above with checkpoints and a JSON run record
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import dec as dec_math
+from .config import METHODS, Config
+from .metrics import evaluate
+from .models import ConvAutoencoder
+from .stability import instability, otsu_threshold, soft_assign
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- set-up
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """The training device: the argument, else ``DECS_DEVICE``, else cuda if available, else cpu."""
+    name = device or os.environ.get("DECS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's global generators (the training code itself
+    draws from explicit generators, so this only matters for code that uses the globals)."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    """An explicit random generator on ``device``: its state is saved in checkpoints."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+# ----------------------------------------------------------------------- augmentation
+def augment(x: torch.Tensor, generator: torch.Generator | None = None,
+            shift: float = 0.1, rotation: float = 10.0) -> torch.Tensor:
+    """Randomly shift (up to ``shift`` of width and height) and rotate (up to ``rotation``
+    degrees) every image of a batch, on the batch's device.
+
+    The same transformations as the authors' Keras ``ImageDataGenerator`` (bilinear
+    interpolation, nearest-pixel fill at the border), done as one ``affine_grid`` /
+    ``grid_sample`` call for the whole batch instead of image by image on the CPU.
+    Shown in :doc:`/book/03_representation_learning`.
+    """
+    n = x.shape[0]
+    if n == 0 or (shift == 0 and rotation == 0):
+        return x
+    u = torch.rand(n, 3, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+    angle = u[:, 0] * math.radians(rotation)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # affine_grid works in normalised coordinates [-1, 1]: a shift of s·width pixels is 2·s.
+    tx, ty = u[:, 1] * 2 * shift, u[:, 2] * 2 * shift
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# --------------------------------------------------------------------- full-data passes
+@torch.no_grad()
+def embed(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Embeddings z of all of ``x``, batch by batch, in eval mode (batch norm uses its running
+    statistics) and without building a graph. The encoder's mode is restored afterwards."""
+    was_training = encoder.training
+    encoder.eval()
+    z = torch.cat([encoder(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    encoder.train(was_training)
+    return z
+
+
+@torch.no_grad()
+def predict(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, alpha: float,
+            batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft assignments q of all of ``x`` and the labels argmax_j q_ij."""
+    q = soft_assign(embed(encoder, x, batch_size), centroids, alpha)
+    return q, q.argmax(dim=1)
+
+
+# ------------------------------------------------------------------------- checkpoints
+def _save(path: Path | None, state: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: an interrupted save never leaves a broken checkpoint
+
+
+def _load(path: Path | None) -> dict | None:
+    if path is None or not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _batches(n: int, batch_size: int):
+    """Start and stop of each mini-batch of an epoch; the last one may be smaller."""
+    return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+# -------------------------------------------------------------------------- pretraining
+def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: torch.Generator,
+             checkpoint: Path | None = None, progress: bool = True,
+             on_epoch: Callable[[int, float], None] | None = None, key: dict | None = None) -> list[float]:
+    """Pretrain the autoencoder: Adam on the mean-squared error of reconstructing each augmented
+    image (input and target are the same augmented image), ``cfg.pretrain_epochs`` epochs over
+    shuffled data. Returns the mean loss of each epoch. Resumes from ``checkpoint``, which must
+    have been written with the same ``key`` (the settings that determine the result).
+    Derived in :doc:`/book/03_representation_learning`.
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    losses: list[float] = []
+    state = _load(checkpoint)
+    if state is not None and state.get("key") != key:
+        raise ValueError(f"{checkpoint} was pretrained with other settings ({state.get('key')}); "
+                         "delete it or use another checkpoint directory.")
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        losses = state["losses"]
+    model.train()
+    n = x.shape[0]
+    bar = tqdm(range(len(losses), cfg.pretrain_epochs), desc="pretrain", disable=not progress,
+               initial=len(losses), total=cfg.pretrain_epochs)
+    for epoch in bar:
+        order = torch.randperm(n, generator=generator, device=x.device)
+        total = torch.zeros((), device=x.device)
+        for a, b in _batches(n, cfg.batch_size):
+            xb = x[order[a:b]]
+            if cfg.augment:
+                xb = augment(xb, generator, cfg.shift, cfg.rotation)
+            loss = F.mse_loss(model(xb), xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * (b - a)
+        losses.append(float(total) / n)
+        bar.set_postfix(mse=f"{losses[-1]:.5f}")
+        done = len(losses) == cfg.pretrain_epochs
+        if done or len(losses) % 10 == 0:
+            _save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "generator": generator.get_state(), "losses": losses, "key": key})
+        if on_epoch is not None:
+            on_epoch(epoch, losses[-1])
+    return losses
+
+
+# ----------------------------------------------------------------------- k-means start
+def kmeans_init(z: torch.Tensor, n_clusters: int, n_init: int = 20, seed: int = 0
+                ) -> tuple[torch.Tensor, np.ndarray]:
+    """k-means (``n_init`` restarts, scikit-learn) on the embeddings: the first centroids
+    (a k×d tensor on z's device and dtype) and the k-means labels."""
+    km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed)
+    labels = km.fit_predict(z.detach().cpu().double().numpy())
+    centers = torch.as_tensor(km.cluster_centers_, dtype=z.dtype, device=z.device)
+    return centers, labels
+
+
+# ------------------------------------------------------------------------- clustering
+@dataclass
+class ClusterResult:
+    """What :func:`cluster` learned and what it saw on the way."""
+    encoder: nn.Module
+    centroids: torch.Tensor
+    labels: np.ndarray
+    history: list[dict] = field(default_factory=list)
+    iterations: int = 0
+    stopped_early: bool = False
+
+
+def _threshold(encoder, xb, centroids, cfg: Config, q_train: torch.Tensor) -> torch.Tensor | float:
+    """The threshold t of this batch: Otsu's (on an eval-mode pass if configured) or 1/k."""
+    if cfg.threshold == "1/k":
+        return 1.0 / centroids.shape[0]
+    if cfg.threshold != "otsu":
+        raise ValueError(f"threshold must be 'otsu' or '1/k', got {cfg.threshold!r}.")
+    if not cfg.otsu_bn_eval:
+        return otsu_threshold(q_train, cfg.otsu_bins)
+    with torch.no_grad():
+        encoder.eval()
+        q = soft_assign(encoder(xb), centroids, cfg.alpha)
+        encoder.train()
+    return otsu_threshold(q, cfg.otsu_bins)
+
+
+def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: Config,
+            generator: torch.Generator, method: str = "decs", y: np.ndarray | None = None,
+            checkpoint: Path | None = None, progress: bool = True,
+            on_eval: Callable[[dict], None] | None = None) -> ClusterResult:
+    """The clustering stage: mini-batch Adam on encoder and centroids, the decoder dropped.
+
+    ``method="decs"``: minimise the instability loss (:func:`decs.stability.instability`)
+    for ``cfg.maxiter`` iterations. ``method="dec"``: minimise KL(P‖Q) to DEC's target P,
+    recomputed on all data every ``cfg.dec_update_interval`` iterations; stop when fewer than
+    ``cfg.tol`` of the labels change between two updates.
+
+    At every evaluation, labels argmax_j q_ij of the clean data are predicted (and scored
+    when ``y`` is given) and appended to the history; a last evaluation follows the last
+    iteration. Resumes from ``checkpoint``. Derived in :doc:`/book/07_instability_loss` and
+    :doc:`/book/04_dec_pseudo_targets`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    alpha = cfg.alpha if method == "decs" else cfg.dec_alpha
+    interval = cfg.update_interval if method == "decs" else cfg.dec_update_interval
+    centroids = nn.Parameter(centroids.detach().clone())
+    opt = torch.optim.Adam(list(encoder.parameters()) + [centroids], lr=cfg.lr)
+    n = x.shape[0]
+    batches = _batches(n, cfg.batch_size)
+    # Everything besides weights and optimiser that the loop needs to continue exactly.
+    state = {"iteration": 0, "history": [], "labels_last": None, "order": torch.arange(n),
+             "loss_sum": 0.0, "target": None, "stopped_early": False}
+    saved = _load(checkpoint)
+    if saved is not None:
+        encoder.load_state_dict(saved["encoder"])
+        with torch.no_grad():
+            centroids.copy_(saved["centroids"])
+        opt.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        state = saved["state"]
+    order = state["order"].to(x.device)
+    target = None if state["target"] is None else state["target"].to(x.device)  # DEC's P
+    loss_sum = torch.tensor(state["loss_sum"], device=x.device)
+
+    def snapshot(it: int) -> None:
+        state.update(iteration=it, order=order.cpu(), loss_sum=float(loss_sum),
+                     target=None if target is None else target.cpu())
+        _save(checkpoint, {"encoder": encoder.state_dict(), "centroids": centroids.detach().cpu(),
+                           "optimizer": opt.state_dict(), "generator": generator.get_state(),
+                           "state": state})
+
+    def evaluate_all(it: int) -> tuple[torch.Tensor, float]:
+        q_all, labels = predict(encoder, centroids, x, alpha, cfg.eval_batch_size)
+        labels = labels.cpu().numpy()
+        last = state["labels_last"]
+        delta = 1.0 if last is None else float(np.mean(labels != last))
+        steps = it - (state["history"][-1]["iteration"] if state["history"] else 0)
+        record = {"iteration": it, "loss": round(float(loss_sum) / steps, 6) if steps > 0 else None,
+                  "delta_label": round(delta, 6)}
+        if y is not None:
+            record.update(evaluate(y, labels))
+            bar.set_postfix(acc=record["acc"], nmi=record["nmi"])
+        state["history"].append(record)
+        state["labels_last"] = labels
+        loss_sum.zero_()
+        if on_eval is not None:
+            on_eval(record)
+        return q_all, delta
+
+    it = start = state["iteration"]
+    bar = tqdm(total=cfg.maxiter, initial=start, desc=method, disable=not progress)
+    encoder.train()
+    while it < cfg.maxiter and not state["stopped_early"]:
+        if it > start and it % cfg.checkpoint_every == 0:
+            snapshot(it)
+        if it % interval == 0:
+            q_all, delta = evaluate_all(it)
+            if method == "dec":
+                if it > 0 and delta < cfg.tol:
+                    state["stopped_early"] = True
+                    break
+                target = dec_math.target_distribution(q_all)
+        b = it % len(batches)
+        if b == 0 and cfg.shuffle_clustering:
+            order = torch.randperm(n, generator=generator, device=x.device)
+        idx = order[batches[b][0]:batches[b][1]]
+        xb = augment(x[idx], generator, cfg.shift, cfg.rotation) if cfg.augment else x[idx]
+        q = soft_assign(encoder(xb), centroids, alpha)
+        if method == "decs":
+            loss = instability(q, _threshold(encoder, xb, centroids, cfg, q), cfg.lam, cfg.form)
+        else:
+            loss = dec_math.kl_loss(target[idx], q)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach()
+        it += 1
+        bar.update(1)
+    if not state["history"] or state["history"][-1]["iteration"] != it:
+        evaluate_all(it)
+    bar.close()
+    snapshot(it)
+    return ClusterResult(encoder=encoder, centroids=centroids.detach(), labels=state["labels_last"],
+                         history=state["history"], iterations=it, stopped_early=state["stopped_early"])
+
+
+# ---------------------------------------------------------------------------- a full run
+def environment_info(device: torch.device) -> dict:
+    """Provenance for a run record: commit, device, versions, host."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    info = {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "device": str(device), "python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": np.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+    return info
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced; ``record`` is what is written as JSON."""
+    model: ConvAutoencoder
+    centroids: torch.Tensor
+    labels: np.ndarray
+    record: dict
+
+
+def _pretrain_key(cfg: Config, seed: int, n: int, shape) -> dict:
+    """The settings that determine a pretrained autoencoder: runs that agree on them share it."""
+    keys = ("subset", "pretrain_epochs", "batch_size", "lr", "augment", "shift", "rotation",
+            "filters", "embedding_dim")
+    return {"seed": seed, "n": n, "shape": list(shape), **{k: getattr(cfg, k) for k in keys}}
+
+
+def run(x: torch.Tensor, y: np.ndarray | None, cfg: Config, method: str = "decs", seed: int = 0,
+        device: str | torch.device | None = None, checkpoint_dir: Path | str | None = None,
+        dataset: str | None = None, progress: bool = True,
+        on_eval: Callable[[dict], None] | None = None) -> RunResult:
+    """Pretrain (or reuse a pretrained autoencoder), initialise with k-means, cluster.
+
+    With ``checkpoint_dir``, the pretrained autoencoder is saved there as ``pretrain.pt``
+    (shared by DECS and DEC runs with the same pretraining settings and seed) and the
+    clustering state as ``<method>.pt``; calling again with the same arguments resumes
+    where the last call stopped, to the identical result. Returns the trained model and a
+    run record (:doc:`/book/08_training_usps`).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    device = get_device(device)
+    torch.manual_seed(seed)  # weight initialisation
+    t_start = time.perf_counter()
+    x = x.to(device)
+    n_clusters = int(len(np.unique(y))) if y is not None else None
+    if n_clusters is None:
+        raise ValueError("run() needs labels y to know k; use decs.estimator for unlabelled data.")
+    ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
+    pre_path = ckdir / "pretrain.pt" if ckdir else None
+    model = ConvAutoencoder(tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(device)
+    gen = make_generator(device, seed)
+    t0 = time.perf_counter()
+    losses = pretrain(model, x, cfg, gen, checkpoint=pre_path, progress=progress, key=key)
+    t_pre = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    z = embed(model.encoder, x, cfg.eval_batch_size)
+    centroids, km_labels = kmeans_init(z, n_clusters, cfg.kmeans_n_init, seed)
+    kmeans_metrics = evaluate(y, km_labels)
+    t_km = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    gen = make_generator(device, seed + 1)  # the clustering stage's own stream
+    res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
+                  checkpoint=ckdir / f"{method}.pt" if ckdir else None, progress=progress,
+                  on_eval=on_eval)
+    t_cl = time.perf_counter() - t0
+
+    evals = [h for h in res.history if "acc" in h]
+    best = max(evals, key=lambda h: h["acc"])
+    record = {
+        "dataset": dataset, "method": method, "profile": cfg.profile, "seed": seed,
+        "n_samples": int(x.shape[0]), "n_clusters": n_clusters,
+        "final": {k: res.history[-1][k] for k in ("acc", "nmi", "ari")},
+        "best_label_selected": {"iteration": best["iteration"], "acc": best["acc"],
+                                "nmi": best["nmi"], "ari": best["ari"],
+                                "note": "chosen with the ground-truth labels; not a fair result"},
+        "kmeans_on_embedding": kmeans_metrics,
+        "iterations": res.iterations, "stopped_early": res.stopped_early,
+        "history": res.history, "pretrain_loss": losses,
+        "config": cfg.to_dict(),
+        "wall_time_s": {"pretrain": round(t_pre, 1), "kmeans": round(t_km, 1),
+                        "cluster": round(t_cl, 1), "total": round(time.perf_counter() - t_start, 1),
+                        "note": "time spent in this call; a resumed run counts only the part it ran"},
+        "environment": environment_info(device),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return RunResult(model=model, centroids=res.centroids, labels=res.labels, record=record)
+
+
+def write_record(record: dict, path: Path | str) -> Path:
+    """Write a run record as indented JSON (the book's results chapter reads these)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
