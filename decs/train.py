@@ -133,15 +133,18 @@ def _batches(n: int, batch_size: int):
 # -------------------------------------------------------------------------- pretraining
 def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: torch.Generator,
              checkpoint: Path | None = None, progress: bool = True,
-             on_epoch: Callable[[int, float], None] | None = None, key: dict | None = None) -> list[float]:
+             on_epoch: Callable[[int, float], None] | None = None, key: dict | None = None
+             ) -> tuple[list[float], float]:
     """Pretrain the autoencoder: Adam on the mean-squared error of reconstructing each augmented
     image (input and target are the same augmented image), ``cfg.pretrain_epochs`` epochs over
-    shuffled data. Returns the mean loss of each epoch. Resumes from ``checkpoint``, which must
+    shuffled data. Returns the mean loss of each epoch and the seconds spent pretraining
+    (summed over interrupted sessions). Resumes from ``checkpoint``, which must
     have been written with the same ``key`` (the settings that determine the result).
     Derived in :doc:`/book/03_representation_learning`.
     """
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses: list[float] = []
+    seconds = 0.0
     state = _load(checkpoint)
     if state is not None and state.get("key") != key:
         raise ValueError(f"{checkpoint} was pretrained with other settings ({state.get('key')}); "
@@ -150,7 +153,8 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        losses = state["losses"]
+        losses, seconds = state["losses"], state["seconds"]
+    t0 = time.perf_counter() - seconds
     model.train()
     n = x.shape[0]
     bar = tqdm(range(len(losses), cfg.pretrain_epochs), desc="pretrain", disable=not progress,
@@ -172,10 +176,11 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
         done = len(losses) == cfg.pretrain_epochs
         if done or len(losses) % 10 == 0:
             _save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "generator": generator.get_state(), "losses": losses, "key": key})
+                               "generator": generator.get_state(), "losses": losses, "key": key,
+                               "seconds": time.perf_counter() - t0})
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
-    return losses
+    return losses, time.perf_counter() - t0
 
 
 # ----------------------------------------------------------------------- k-means start
@@ -199,6 +204,7 @@ class ClusterResult:
     history: list[dict] = field(default_factory=list)
     iterations: int = 0
     stopped_early: bool = False
+    seconds: float = 0.0  # time spent clustering, summed over interrupted sessions
 
 
 def _threshold(encoder, xb, centroids, cfg: Config, q_train: torch.Tensor) -> torch.Tensor | float:
@@ -242,7 +248,7 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     batches = _batches(n, cfg.batch_size)
     # Everything besides weights and optimiser that the loop needs to continue exactly.
     state = {"iteration": 0, "history": [], "labels_last": None, "order": torch.arange(n),
-             "loss_sum": 0.0, "target": None, "stopped_early": False}
+             "loss_sum": 0.0, "target": None, "stopped_early": False, "seconds": 0.0}
     saved = _load(checkpoint)
     if saved is not None:
         encoder.load_state_dict(saved["encoder"])
@@ -254,9 +260,11 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     order = state["order"].to(x.device)
     target = None if state["target"] is None else state["target"].to(x.device)  # DEC's P
     loss_sum = torch.tensor(state["loss_sum"], device=x.device)
+    t0 = time.perf_counter() - state["seconds"]
 
     def snapshot(it: int) -> None:
         state.update(iteration=it, order=order.cpu(), loss_sum=float(loss_sum),
+                     seconds=time.perf_counter() - t0,
                      target=None if target is None else target.cpu())
         _save(checkpoint, {"encoder": encoder.state_dict(), "centroids": centroids.detach().cpu(),
                            "optimizer": opt.state_dict(), "generator": generator.get_state(),
@@ -314,7 +322,8 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     bar.close()
     snapshot(it)
     return ClusterResult(encoder=encoder, centroids=centroids.detach(), labels=state["labels_last"],
-                         history=state["history"], iterations=it, stopped_early=state["stopped_early"])
+                         history=state["history"], iterations=it, stopped_early=state["stopped_early"],
+                         seconds=state["seconds"])
 
 
 # ---------------------------------------------------------------------------- a full run
@@ -354,6 +363,22 @@ def _pretrain_key(cfg: Config, seed: int, n: int, shape) -> dict:
     return {"seed": seed, "n": n, "shape": list(shape), **{k: getattr(cfg, k) for k in keys}}
 
 
+def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
+                           checkpoint_dir: Path | str | None = None, progress: bool = True
+                           ) -> tuple[ConvAutoencoder, list[float], float]:
+    """A pretrained autoencoder for ``x`` (already on the training device): loaded from
+    ``checkpoint_dir/pretrain.pt`` when that holds a pretraining with the same settings,
+    resumed when it holds an unfinished one, else trained from scratch. DECS and DEC runs
+    with the same settings and seed share it, so their comparison starts from one network."""
+    torch.manual_seed(seed)  # weight initialisation
+    model = ConvAutoencoder(tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(x.device)
+    path = Path(checkpoint_dir) / "pretrain.pt" if checkpoint_dir is not None else None
+    key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
+    losses, seconds = pretrain(model, x, cfg, make_generator(x.device, seed), checkpoint=path,
+                               progress=progress, key=key)
+    return model, losses, seconds
+
+
 def run(x: torch.Tensor, y: np.ndarray | None, cfg: Config, method: str = "decs", seed: int = 0,
         device: str | torch.device | None = None, checkpoint_dir: Path | str | None = None,
         dataset: str | None = None, progress: bool = True,
@@ -361,28 +386,21 @@ def run(x: torch.Tensor, y: np.ndarray | None, cfg: Config, method: str = "decs"
     """Pretrain (or reuse a pretrained autoencoder), initialise with k-means, cluster.
 
     With ``checkpoint_dir``, the pretrained autoencoder is saved there as ``pretrain.pt``
-    (shared by DECS and DEC runs with the same pretraining settings and seed) and the
-    clustering state as ``<method>.pt``; calling again with the same arguments resumes
-    where the last call stopped, to the identical result. Returns the trained model and a
-    run record (:doc:`/book/08_training_usps`).
+    and the clustering state as ``<method>.pt``; calling again with the same arguments
+    resumes where the last call stopped, to the identical result. Returns the trained model
+    and a run record (:doc:`/book/08_training_usps`).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if y is None:
+        raise ValueError("run() needs labels y to score the clustering; use decs.DECS for unlabelled data.")
+    y = np.asarray(y)
+    n_clusters = int(len(np.unique(y)))
     device = get_device(device)
-    torch.manual_seed(seed)  # weight initialisation
     t_start = time.perf_counter()
     x = x.to(device)
-    n_clusters = int(len(np.unique(y))) if y is not None else None
-    if n_clusters is None:
-        raise ValueError("run() needs labels y to know k; use decs.estimator for unlabelled data.")
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
-    pre_path = ckdir / "pretrain.pt" if ckdir else None
-    model = ConvAutoencoder(tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(device)
-    gen = make_generator(device, seed)
-    t0 = time.perf_counter()
-    losses = pretrain(model, x, cfg, gen, checkpoint=pre_path, progress=progress, key=key)
-    t_pre = time.perf_counter() - t0
+    model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress)
 
     t0 = time.perf_counter()
     z = embed(model.encoder, x, cfg.eval_batch_size)
@@ -390,12 +408,10 @@ def run(x: torch.Tensor, y: np.ndarray | None, cfg: Config, method: str = "decs"
     kmeans_metrics = evaluate(y, km_labels)
     t_km = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
     gen = make_generator(device, seed + 1)  # the clustering stage's own stream
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}.pt" if ckdir else None, progress=progress,
                   on_eval=on_eval)
-    t_cl = time.perf_counter() - t0
 
     evals = [h for h in res.history if "acc" in h]
     best = max(evals, key=lambda h: h["acc"])
@@ -411,8 +427,9 @@ def run(x: torch.Tensor, y: np.ndarray | None, cfg: Config, method: str = "decs"
         "history": res.history, "pretrain_loss": losses,
         "config": cfg.to_dict(),
         "wall_time_s": {"pretrain": round(t_pre, 1), "kmeans": round(t_km, 1),
-                        "cluster": round(t_cl, 1), "total": round(time.perf_counter() - t_start, 1),
-                        "note": "time spent in this call; a resumed run counts only the part it ran"},
+                        "cluster": round(res.seconds, 1), "this_call": round(time.perf_counter() - t_start, 1),
+                        "note": "pretrain and cluster are summed over interrupted and resumed sessions; "
+                                "a pretraining reused from a checkpoint reports its original time"},
         "environment": environment_info(device),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
