@@ -379,40 +379,57 @@ def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
     return model, losses, seconds
 
 
-def run(x: torch.Tensor, y: np.ndarray | None, cfg: Config, method: str = "decs", seed: int = 0,
-        device: str | torch.device | None = None, checkpoint_dir: Path | str | None = None,
-        dataset: str | None = None, progress: bool = True,
-        on_eval: Callable[[dict], None] | None = None) -> RunResult:
-    """Pretrain (or reuse a pretrained autoencoder), initialise with k-means, cluster.
+@dataclass
+class Fitted:
+    """The outcome of :func:`fit_clusters`: the trained network and what each stage produced."""
+    model: ConvAutoencoder
+    result: ClusterResult
+    pretrain_loss: list[float]
+    pretrain_seconds: float
+    kmeans_labels: np.ndarray
+    kmeans_seconds: float
 
-    With ``checkpoint_dir``, the pretrained autoencoder is saved there as ``pretrain.pt``
-    and the clustering state as ``<method>.pt``; calling again with the same arguments
-    resumes where the last call stopped, to the identical result. Returns the trained model
-    and a run record (:doc:`/book/08_training_usps`).
-    """
+
+def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "decs", seed: int = 0,
+                 y: np.ndarray | None = None, checkpoint_dir: Path | str | None = None,
+                 progress: bool = True, on_eval: Callable[[dict], None] | None = None) -> Fitted:
+    """The whole method on images ``x`` (already on the training device): pretrain (or reuse a
+    pretrained autoencoder), initialise the centroids with k-means on the embedding, cluster.
+    ``y`` is only used to score the evaluations. Used by :func:`run` and :mod:`decs.estimator`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if y is None:
-        raise ValueError("run() needs labels y to score the clustering; use decs.DECS for unlabelled data.")
-    y = np.asarray(y)
-    n_clusters = int(len(np.unique(y)))
-    device = get_device(device)
-    t_start = time.perf_counter()
-    x = x.to(device)
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress)
-
     t0 = time.perf_counter()
     z = embed(model.encoder, x, cfg.eval_batch_size)
     centroids, km_labels = kmeans_init(z, n_clusters, cfg.kmeans_n_init, seed)
-    kmeans_metrics = evaluate(y, km_labels)
     t_km = time.perf_counter() - t0
-
-    gen = make_generator(device, seed + 1)  # the clustering stage's own stream
+    gen = make_generator(x.device, seed + 1)  # the clustering stage's own stream
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}.pt" if ckdir else None, progress=progress,
                   on_eval=on_eval)
+    return Fitted(model, res, losses, t_pre, km_labels, t_km)
 
+
+def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed: int = 0,
+        device: str | torch.device | None = None, checkpoint_dir: Path | str | None = None,
+        dataset: str | None = None, progress: bool = True,
+        on_eval: Callable[[dict], None] | None = None) -> RunResult:
+    """A scored run on a labelled dataset: :func:`fit_clusters` plus a run record.
+
+    With ``checkpoint_dir``, the pretrained autoencoder is saved there as ``pretrain.pt``
+    (shared by DECS and DEC runs with the same settings and seed) and the clustering state as
+    ``<method>.pt``; calling again with the same arguments resumes where the last call
+    stopped, to the identical result. Walked through in :doc:`/book/08_training_usps`.
+    """
+    if y is None:
+        raise ValueError("run() needs labels y to score the clustering; use decs.DECS for unlabelled data.")
+    y = np.asarray(y)
+    device = get_device(device)
+    t_start = time.perf_counter()
+    x = x.to(device)
+    fitted = fit_clusters(x, int(len(np.unique(y))), cfg, method, seed, y, checkpoint_dir, progress, on_eval)
+    res, n_clusters = fitted.result, int(len(np.unique(y)))
     evals = [h for h in res.history if "acc" in h]
     best = max(evals, key=lambda h: h["acc"])
     record = {
@@ -422,18 +439,18 @@ def run(x: torch.Tensor, y: np.ndarray | None, cfg: Config, method: str = "decs"
         "best_label_selected": {"iteration": best["iteration"], "acc": best["acc"],
                                 "nmi": best["nmi"], "ari": best["ari"],
                                 "note": "chosen with the ground-truth labels; not a fair result"},
-        "kmeans_on_embedding": kmeans_metrics,
+        "kmeans_on_embedding": evaluate(y, fitted.kmeans_labels),
         "iterations": res.iterations, "stopped_early": res.stopped_early,
-        "history": res.history, "pretrain_loss": losses,
+        "history": res.history, "pretrain_loss": fitted.pretrain_loss,
         "config": cfg.to_dict(),
-        "wall_time_s": {"pretrain": round(t_pre, 1), "kmeans": round(t_km, 1),
+        "wall_time_s": {"pretrain": round(fitted.pretrain_seconds, 1), "kmeans": round(fitted.kmeans_seconds, 1),
                         "cluster": round(res.seconds, 1), "this_call": round(time.perf_counter() - t_start, 1),
                         "note": "pretrain and cluster are summed over interrupted and resumed sessions; "
                                 "a pretraining reused from a checkpoint reports its original time"},
         "environment": environment_info(device),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return RunResult(model=model, centroids=res.centroids, labels=res.labels, record=record)
+    return RunResult(model=fitted.model, centroids=res.centroids, labels=res.labels, record=record)
 
 
 def write_record(record: dict, path: Path | str) -> Path:

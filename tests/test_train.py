@@ -1,0 +1,146 @@
+"""The training loop: augmentation, determinism, checkpoints that resume to the identical result."""
+import numpy as np
+import pytest
+import torch
+
+from decs.models import ConvAutoencoder
+from decs.train import (augment, cluster, embed, fit_clusters, kmeans_init, make_generator, pretrain, run,
+                        write_record)
+
+
+def test_augment_shapes_range_and_randomness():
+    x = torch.rand(16, 1, 16, 16)
+    g = make_generator(torch.device("cpu"), 0)
+    a = augment(x, g)
+    assert a.shape == x.shape and a.dtype == x.dtype
+    assert a.min() >= 0 and a.max() <= 1  # bilinear + border fill stays in range
+    assert not torch.allclose(a, x)
+    # same generator state → same augmentation; identity when shift = rotation = 0
+    g1, g2 = make_generator(torch.device("cpu"), 5), make_generator(torch.device("cpu"), 5)
+    assert torch.equal(augment(x, g1), augment(x, g2))
+    assert torch.equal(augment(x, g1, shift=0, rotation=0), x)
+
+
+def test_augment_shift_moves_mass_by_at_most_ten_percent():
+    x = torch.zeros(200, 1, 20, 20)
+    x[:, :, 8:12, 8:12] = 1.0
+    a = augment(x, make_generator(torch.device("cpu"), 1), shift=0.1, rotation=0)
+    grid = torch.arange(20.0)
+    cy = (a.sum(3) * grid).sum(-1).squeeze(1) / a.sum((2, 3)).squeeze(1)
+    cx = (a.sum(2) * grid).sum(-1).squeeze(1) / a.sum((2, 3)).squeeze(1)
+    assert (cy - 9.5).abs().max() <= 2.0 + 1e-4 and (cx - 9.5).abs().max() <= 2.0 + 1e-4
+    assert (cy - 9.5).abs().max() > 1.0  # and it does move
+
+
+def test_pretraining_reduces_reconstruction_error(blobs, tiny_cfg):
+    x = torch.as_tensor(blobs[0])
+    model = ConvAutoencoder(tuple(x.shape[1:]))
+    losses, seconds = pretrain(model, x, tiny_cfg.replace(pretrain_epochs=6), make_generator(torch.device("cpu"), 0),
+                               progress=False)
+    assert len(losses) == 6 and seconds > 0
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("method", ["decs", "dec"])
+def test_centroids_change_after_one_step(blobs, tiny_cfg, method):
+    x = torch.as_tensor(blobs[0])
+    torch.manual_seed(0)
+    model = ConvAutoencoder(tuple(x.shape[1:]))
+    z = embed(model.encoder, x)
+    c0, _ = kmeans_init(z, 3, n_init=2, seed=0)
+    res = cluster(model.encoder, c0, x, tiny_cfg.replace(maxiter=1), make_generator(torch.device("cpu"), 0),
+                  method=method, progress=False)
+    assert res.iterations == 1
+    assert not torch.allclose(res.centroids, c0)
+    assert torch.isfinite(res.centroids).all()
+
+
+def test_same_seed_identical_labels(blobs, tiny_cfg):
+    x, y = torch.as_tensor(blobs[0]), blobs[1]
+    a = run(x, y, tiny_cfg, seed=3, device="cpu", progress=False)
+    b = run(x, y, tiny_cfg, seed=3, device="cpu", progress=False)
+    assert np.array_equal(a.labels, b.labels)
+    assert a.record["history"] == b.record["history"]
+    assert torch.equal(a.centroids, b.centroids)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", ["decs", "dec"])
+def test_interrupted_run_resumes_to_identical_result(blobs, tiny_cfg, tmp_path, method):
+    x, y = torch.as_tensor(blobs[0]), blobs[1]
+    cfg = tiny_cfg.replace(dec_update_interval=4, tol=0.0)  # DEC must not stop early here
+    full = run(x, y, cfg, method=method, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path / "a")
+
+    def stop_at_8(record):
+        if record["iteration"] == 8:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):  # interrupted after the checkpoint at iteration 5
+        run(x, y, cfg, method=method, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path / "b",
+            on_eval=stop_at_8)
+    assert (tmp_path / "b" / f"{method}.pt").exists()
+    resumed = run(x, y, cfg, method=method, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path / "b")
+    assert np.array_equal(full.labels, resumed.labels)
+    assert full.record["final"] == resumed.record["final"]
+    assert full.record["history"] == resumed.record["history"]
+    assert torch.equal(full.centroids, resumed.centroids)
+
+
+def test_interrupted_pretraining_resumes_identically(blobs, tiny_cfg, tmp_path):
+    x = torch.as_tensor(blobs[0])
+    cfg = tiny_cfg.replace(pretrain_epochs=12)  # checkpoints every 10 epochs
+    key = {"test": 1}
+    m1 = ConvAutoencoder(tuple(x.shape[1:]))
+    state0 = {k: v.clone() for k, v in m1.state_dict().items()}
+    losses_full, _ = pretrain(m1, x, cfg, make_generator(torch.device("cpu"), 0), progress=False)
+
+    m2 = ConvAutoencoder(tuple(x.shape[1:]))
+    m2.load_state_dict(state0)
+
+    def stop(epoch, loss):
+        if epoch == 10:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        pretrain(m2, x, cfg, make_generator(torch.device("cpu"), 0), checkpoint=tmp_path / "p.pt",
+                 progress=False, on_epoch=stop, key=key)
+    m3 = ConvAutoencoder(tuple(x.shape[1:]))
+    losses_resumed, _ = pretrain(m3, x, cfg, make_generator(torch.device("cpu"), 0),
+                                 checkpoint=tmp_path / "p.pt", progress=False, key=key)
+    assert losses_resumed == losses_full
+    for k, v in m1.state_dict().items():
+        assert torch.equal(v, m3.state_dict()[k]), k
+    with pytest.raises(ValueError, match="other settings"):
+        pretrain(ConvAutoencoder(tuple(x.shape[1:])), x, cfg, make_generator(torch.device("cpu"), 0),
+                 checkpoint=tmp_path / "p.pt", progress=False, key={"test": 2})
+
+
+def test_dec_stops_when_labels_settle(blobs, tiny_cfg):
+    x = torch.as_tensor(blobs[0])
+    fitted = fit_clusters(x, 3, tiny_cfg.replace(maxiter=400, dec_update_interval=4, tol=0.5), method="dec",
+                          seed=0, progress=False)
+    assert fitted.result.stopped_early and fitted.result.iterations < 400
+
+
+def test_run_record_has_provenance(blobs, tiny_cfg, tmp_path):
+    x, y = torch.as_tensor(blobs[0]), blobs[1]
+    rec = run(x, y, tiny_cfg, seed=0, device="cpu", progress=False, dataset="blobs").record
+    for key in ("final", "best_label_selected", "kmeans_on_embedding", "history", "config", "seed",
+                "environment", "wall_time_s"):
+        assert key in rec
+    assert rec["history"][-1]["iteration"] == tiny_cfg.maxiter
+    assert [h["iteration"] for h in rec["history"]] == [0, 4, 8, 12]
+    assert set(rec["final"]) == {"acc", "nmi", "ari"} and 0 <= rec["final"]["acc"] <= 1
+    assert rec["environment"]["device"] == "cpu" and rec["environment"]["torch"]
+    path = write_record(rec, tmp_path / "r.json")
+    import json
+
+    assert json.loads(path.read_text())["final"] == rec["final"]
+
+
+def test_run_needs_labels(blobs, tiny_cfg):
+    with pytest.raises(ValueError, match="labels"):
+        run(torch.as_tensor(blobs[0]), None, tiny_cfg, progress=False)
