@@ -1,0 +1,97 @@
+"""Run records → the tables of the results chapters.
+
+Every number the results chapters show for *our* runs comes from a JSON record under
+``results/`` written by :func:`decs.train.run` (``python -m decs train|reproduce``); the only
+numbers typed in by hand are the published ones below, with their source. Used in
+:doc:`/book/five_datasets`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .train import REPO_ROOT
+
+RESULTS = REPO_ROOT / "results"
+DATASET_ORDER = ("mnist", "mnist-test", "usps", "fashion-mnist", "ytf")
+
+# Published numbers (ACC, NMI), PAPER.md §9: DECS from the authors' README (the paper's
+# Table 1); ConvDEC-DA from its README; DEC's MNIST accuracy from its paper.
+PUBLISHED = {
+    "DECS": {"mnist": (0.990, 0.973), "mnist-test": (0.990, 0.971), "usps": (0.992, 0.976),
+             "fashion-mnist": (0.642, 0.716), "ytf": (0.827, 0.911)},
+    "ConvDEC-DA": {"mnist": (0.985, 0.960), "mnist-test": (0.983, 0.958), "usps": (0.987, 0.962),
+                   "fashion-mnist": (0.586, 0.636)},
+    "DEC": {"mnist": (0.843, None)},
+}
+
+
+def load_records(root: Path | str = RESULTS, dataset: str | None = None, method: str | None = None,
+                 profile: str | None = None) -> list[dict]:
+    """All run records under ``root`` (``<dataset>/<method>/<run>.json``), optionally filtered.
+    Each record gets a ``path`` entry saying which file it came from."""
+    out = []
+    for path in sorted(Path(root).glob("*/*/*.json")):
+        rec = json.loads(path.read_text())
+        if "final" not in rec:
+            continue
+        if dataset and rec.get("dataset") != dataset or method and rec.get("method") != method:
+            continue
+        if profile and rec.get("profile") != profile:
+            continue
+        rec["path"] = str(path)
+        out.append(rec)
+    return out
+
+
+def is_protocol_run(rec: dict) -> bool:
+    """True when a record ran its profile's settings unchanged (its file name has no ``+field=…``)."""
+    return "+" not in Path(rec.get("path", "")).stem
+
+
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean, population standard deviation and count (std is 0 for a single run)."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std()), int(v.size)
+
+
+def fmt(mean: float, std: float, n: int) -> str:
+    """``0.912 ± 0.004 (3)``; a single run has no ± part; no runs give ``—``."""
+    if n == 0:
+        return "—"
+    return f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f} ({n})"
+
+
+def summary_rows(records: list[dict]) -> list[dict]:
+    """One row per (dataset, profile): DECS final ACC/NMI (mean ± std over seeds), DECS's
+    label-selected best ACC, DEC final ACC/NMI, k-means on the embedding and on raw pixels,
+    mean wall time and the hardware — each cell aggregated from the records given."""
+    rows = []
+    keys = sorted({(r["dataset"], r["profile"]) for r in records},
+                  key=lambda k: (DATASET_ORDER.index(k[0]) if k[0] in DATASET_ORDER else 99, k[1]))
+    for ds, prof in keys:
+        def sel(method):
+            return [r for r in records if r["dataset"] == ds and r["profile"] == prof and r["method"] == method]
+
+        decs_runs, dec_runs, raw_runs = sel("decs"), sel("dec"), sel("kmeans-raw")
+        emb_runs = decs_runs or dec_runs
+        row = {"dataset": ds, "profile": prof, "seeds": sorted({r["seed"] for r in decs_runs})}
+        for name, runs in (("decs", decs_runs), ("dec", dec_runs)):
+            for metric in ("acc", "nmi"):
+                row[f"{name}_{metric}"] = mean_std(r["final"][metric] for r in runs)
+        row["decs_best_acc"] = mean_std(r["best_label_selected"]["acc"] for r in decs_runs)
+        row["kmeans_embedding_acc"] = mean_std(r["kmeans_on_embedding"]["acc"] for r in emb_runs)
+        row["kmeans_raw_acc"] = mean_std(r["final"]["acc"] for r in raw_runs)
+        walls = [r["wall_time_s"]["pretrain"] + r["wall_time_s"]["kmeans"] + r["wall_time_s"]["cluster"]
+                 for r in decs_runs]
+        row["decs_wall_min"] = mean_std(w / 60 for w in walls)
+        envs = {r["environment"].get("gpu") or f"{r['environment'].get('cpu_count')} CPU cores"
+                for r in decs_runs + dec_runs}
+        row["hardware"] = ", ".join(sorted(envs)) or "—"
+        row["files"] = [r["path"] for r in decs_runs + dec_runs + raw_runs]
+        rows.append(row)
+    return rows

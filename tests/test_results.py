@@ -1,0 +1,66 @@
+"""The results tables are aggregated from run records, never typed in."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from decs import results
+
+
+def _record(tmp: Path, dataset, method, profile, seed, acc, nmi=0.5, best=None, name=None):
+    rec = {"dataset": dataset, "method": method, "profile": profile, "seed": seed,
+           "final": {"acc": acc, "nmi": nmi, "ari": 0.1},
+           "best_label_selected": {"acc": best if best is not None else acc},
+           "kmeans_on_embedding": {"acc": acc - 0.1},
+           "wall_time_s": {"pretrain": 60.0, "kmeans": 1.0, "cluster": 59.0},
+           "environment": {"cpu_count": 2}}
+    path = tmp / dataset / method / f"{name or f'{profile}-seed{seed}'}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+    return rec
+
+
+def test_summary_is_mean_std_over_records(tmp_path):
+    for seed, acc in enumerate([0.90, 0.92, 0.94]):
+        _record(tmp_path, "usps", "decs", "cpu", seed, acc, best=acc + 0.01)
+    _record(tmp_path, "usps", "dec", "cpu", 0, 0.80)
+    _record(tmp_path, "usps", "kmeans-raw", "cpu", 0, 0.65)
+    _record(tmp_path, "mnist-test", "decs", "paper", 0, 0.97)
+    rows = results.summary_rows(results.load_records(tmp_path))
+    assert [(r["dataset"], r["profile"]) for r in rows] == [("mnist-test", "paper"), ("usps", "cpu")]
+    usps = rows[1]
+    m, s, n = usps["decs_acc"]
+    assert n == 3 and m == pytest.approx(0.92) and s == pytest.approx(np.std([0.90, 0.92, 0.94]))
+    assert usps["decs_best_acc"][0] == pytest.approx(0.93)
+    assert usps["dec_acc"] == (pytest.approx(0.80), 0.0, 1)
+    assert usps["kmeans_raw_acc"][0] == pytest.approx(0.65)
+    assert usps["decs_wall_min"][0] == pytest.approx(2.0)
+    assert results.fmt(*usps["decs_acc"]) == "0.920 ± 0.016 (3)"
+    assert results.fmt(*rows[0]["dec_acc"]) == "—"
+
+
+def test_filters_and_protocol_flag(tmp_path):
+    _record(tmp_path, "usps", "decs", "cpu", 0, 0.9)
+    _record(tmp_path, "usps", "decs", "cpu", 0, 0.7, name="cpu-seed0+maxiter=100")
+    recs = results.load_records(tmp_path, dataset="usps", method="decs")
+    assert len(recs) == 2
+    flags = {Path(r["path"]).stem: results.is_protocol_run(r) for r in recs}
+    assert flags == {"cpu-seed0": True, "cpu-seed0+maxiter=100": False}
+    assert results.load_records(tmp_path, profile="paper") == []
+
+
+def test_committed_records_match_their_table():
+    """Every number of the committed results table equals the aggregate of its record files."""
+    records = results.load_records()
+    for row in results.summary_rows(records):
+        files = [json.loads(Path(p).read_text()) for p in row["files"]]
+        for method in ("decs", "dec"):
+            accs = [f["final"]["acc"] for f in files if f["method"] == method]
+            m, _, n = row[f"{method}_acc"]
+            assert n == len(accs)
+            if accs:
+                assert m == pytest.approx(np.mean(accs))
+        for f in files:  # provenance is recorded next to each number
+            if f["method"] in ("decs", "dec"):
+                assert f["environment"]["commit"] and f["config"] and "seed" in f and f["wall_time_s"]
