@@ -8,6 +8,7 @@ Examples::
     python -m decs train --dataset usps --set maxiter=500 lam=0.2 # change config fields
     python -m decs evaluate --dataset usps                       # score the last checkpoint
     python -m decs reproduce --dataset usps --seeds 0 1 2        # every row of the table for USPS
+    python -m decs sweep --dataset usps --profile cpu            # DECS over a grid of α and λ
 
 Checkpoints go to ``checkpoints/<dataset>/<profile>-seed<seed>/`` (``DECS_CHECKPOINTS``
 overrides the root) and run records to ``results/<dataset>/<method>/<profile>-seed<seed>.json``.
@@ -28,7 +29,7 @@ import torch
 from . import data
 from .config import METHODS, PROFILES, Config, get_config
 from .metrics import evaluate
-from .train import (REPO_ROOT, environment_info, get_device, predict, pretrained_autoencoder,
+from .train import (PRETRAIN_FIELDS, REPO_ROOT, environment_info, get_device, predict, pretrained_autoencoder,
                     run, write_record)
 
 
@@ -56,19 +57,29 @@ def _parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _changes(cfg: Config, fields=None) -> str:
+    """``+field=value`` for each field (of ``fields``, default all) that differs from the profile."""
+    base = get_config(cfg.profile)
+    names = fields or [f.name for f in dataclasses.fields(Config)]
+    tag = "".join(f"+{n}={getattr(cfg, n)}" for n in names if getattr(cfg, n) != getattr(base, n))
+    return tag.replace(" ", "").replace("/", "_").replace("(", "").replace(")", "")
+
+
 def run_name(cfg: Config, seed: int) -> str:
     """``<profile>-seed<seed>``, followed by every field that differs from the profile, so a
     changed run never overwrites (or resumes) a run of the profile itself."""
-    base = get_config(cfg.profile)
-    changed = [f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(Config)
-               if getattr(cfg, f.name) != getattr(base, f.name)]
-    name = f"{cfg.profile}-seed{seed}" + "".join("+" + c for c in changed)
-    return name.replace(" ", "").replace("/", "_").replace("(", "").replace(")", "")
+    return f"{cfg.profile}-seed{seed}{_changes(cfg)}"
 
 
 def checkpoint_dir(dataset: str, cfg: Config, seed: int) -> Path:
+    """One folder per pretraining: runs that change only clustering settings share it."""
     root = Path(os.environ.get("DECS_CHECKPOINTS", REPO_ROOT / "checkpoints"))
-    return root / dataset / run_name(cfg, seed)
+    return root / dataset / f"{cfg.profile}-seed{seed}{_changes(cfg, PRETRAIN_FIELDS)}"
+
+
+def cluster_tag(cfg: Config) -> str:
+    """The clustering settings that differ from the profile (part of the checkpoint's file name)."""
+    return _changes(cfg, [f.name for f in dataclasses.fields(Config) if f.name not in PRETRAIN_FIELDS])
 
 
 def record_path(dataset: str, method: str, cfg: Config, seed: int, results: Path) -> Path:
@@ -93,12 +104,13 @@ def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = N
     method, seed = method or args.method, args.seed if seed is None else seed
     x, y = _load_data(args.dataset, cfg, seed)
     ck = checkpoint_dir(args.dataset, cfg, seed)
+    tag = cluster_tag(cfg)
     if not args.resume:  # a fresh clustering run; a finished, matching pretraining is reused
-        (ck / f"{method}.pt").unlink(missing_ok=True)
+        (ck / f"{method}{tag}.pt").unlink(missing_ok=True)
     print(f"[decs] {method} on {args.dataset} (n={len(y)}), profile={cfg.profile}, seed={seed}, "
           f"device={get_device(args.device)}, checkpoints in {ck}", file=sys.stderr)
     result = run(x, y, cfg, method=method, seed=seed, device=args.device, checkpoint_dir=ck,
-                 dataset=args.dataset, progress=not args.quiet)
+                 dataset=args.dataset, progress=not args.quiet, tag=tag)
     rec = result.record
     rec["command"] = "python -m decs " + " ".join(sys.argv[1:])
     path = write_record(rec, record_path(args.dataset, method, cfg, seed, Path(args.results)))
@@ -111,7 +123,7 @@ def cmd_evaluate(args, cfg: Config) -> None:
     x, y = _load_data(args.dataset, cfg, args.seed)
     device = get_device(args.device)
     ck = checkpoint_dir(args.dataset, cfg, args.seed)
-    state_path = ck / f"{args.method}.pt"
+    state_path = ck / f"{args.method}{cluster_tag(cfg)}.pt"
     if not state_path.exists():
         raise SystemExit(f"no checkpoint at {state_path}: run `python -m decs train --dataset {args.dataset} "
                          f"--method {args.method} --profile {cfg.profile} --seed {args.seed}` first.")
@@ -152,10 +164,17 @@ def cmd_reproduce(args, cfg: Config) -> None:
             cmd_train(args, cfg, method=method, seed=seed)
 
 
+def cmd_sweep(args, cfg: Config) -> None:
+    """DECS over a grid of α and λ from one pretrained autoencoder (the paper's Figure 4)."""
+    for alpha in args.alphas:
+        for lam in args.lams:
+            cmd_train(args, cfg.replace(alpha=alpha, lam=lam), method="decs")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m decs", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("pretrain", "train", "evaluate", "reproduce"):
+    for name in ("pretrain", "train", "evaluate", "reproduce", "sweep"):
         p = sub.add_parser(name)
         p.add_argument("--dataset", required=True, help=f"one of {list(data.DATASETS)}")
         p.add_argument("--profile", choices=PROFILES, default=None, help="default: DECS_PROFILE, else cpu")
@@ -163,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override config fields")
         p.add_argument("--results", default=str(REPO_ROOT / "results"), help="where run records go")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if name == "sweep":
+            p.add_argument("--alphas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0])
+            p.add_argument("--lams", type=float, nargs="+", default=[0.01, 0.04, 0.1, 0.4, 1.0, 4.0])
         if name == "reproduce":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
             p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
@@ -174,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     args.dataset = data.canonical_name(args.dataset)
     cfg = get_config(args.profile, **_parse_overrides(args.set))
     {"pretrain": cmd_pretrain, "train": cmd_train, "evaluate": cmd_evaluate,
-     "reproduce": cmd_reproduce}[args.command](args, cfg)
+     "reproduce": cmd_reproduce, "sweep": cmd_sweep}[args.command](args, cfg)
 
 
 if __name__ == "__main__":

@@ -356,11 +356,13 @@ class RunResult:
     record: dict
 
 
+# The settings that determine a pretrained autoencoder: runs that agree on them share it.
+PRETRAIN_FIELDS = ("subset", "pretrain_epochs", "batch_size", "lr", "augment", "shift", "rotation",
+                   "filters", "embedding_dim")
+
+
 def _pretrain_key(cfg: Config, seed: int, n: int, shape) -> dict:
-    """The settings that determine a pretrained autoencoder: runs that agree on them share it."""
-    keys = ("subset", "pretrain_epochs", "batch_size", "lr", "augment", "shift", "rotation",
-            "filters", "embedding_dim")
-    return {"seed": seed, "n": n, "shape": list(shape), **{k: getattr(cfg, k) for k in keys}}
+    return {"seed": seed, "n": n, "shape": list(shape), **{k: getattr(cfg, k) for k in PRETRAIN_FIELDS}}
 
 
 def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
@@ -392,10 +394,13 @@ class Fitted:
 
 def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "decs", seed: int = 0,
                  y: np.ndarray | None = None, checkpoint_dir: Path | str | None = None,
-                 progress: bool = True, on_eval: Callable[[dict], None] | None = None) -> Fitted:
+                 progress: bool = True, on_eval: Callable[[dict], None] | None = None,
+                 tag: str = "") -> Fitted:
     """The whole method on images ``x`` (already on the training device): pretrain (or reuse a
     pretrained autoencoder), initialise the centroids with k-means on the embedding, cluster.
-    ``y`` is only used to score the evaluations. Used by :func:`run` and :mod:`decs.estimator`."""
+    ``y`` is only used to score the evaluations. The clustering checkpoint is
+    ``checkpoint_dir/<method><tag>.pt``: runs that share a pretraining but differ in the
+    clustering settings use different tags. Used by :func:`run` and :mod:`decs.estimator`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -406,7 +411,7 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     t_km = time.perf_counter() - t0
     gen = make_generator(x.device, seed + 1)  # the clustering stage's own stream
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
-                  checkpoint=ckdir / f"{method}.pt" if ckdir else None, progress=progress,
+                  checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
                   on_eval=on_eval)
     return Fitted(model, res, losses, t_pre, km_labels, t_km)
 
@@ -414,7 +419,7 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
 def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed: int = 0,
         device: str | torch.device | None = None, checkpoint_dir: Path | str | None = None,
         dataset: str | None = None, progress: bool = True,
-        on_eval: Callable[[dict], None] | None = None) -> RunResult:
+        on_eval: Callable[[dict], None] | None = None, tag: str = "") -> RunResult:
     """A scored run on a labelled dataset: :func:`fit_clusters` plus a run record.
 
     With ``checkpoint_dir``, the pretrained autoencoder is saved there as ``pretrain.pt``
@@ -428,7 +433,7 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
     device = get_device(device)
     t_start = time.perf_counter()
     x = x.to(device)
-    fitted = fit_clusters(x, int(len(np.unique(y))), cfg, method, seed, y, checkpoint_dir, progress, on_eval)
+    fitted = fit_clusters(x, int(len(np.unique(y))), cfg, method, seed, y, checkpoint_dir, progress, on_eval, tag)
     res, n_clusters = fitted.result, int(len(np.unique(y)))
     evals = [h for h in res.history if "acc" in h]
     best = max(evals, key=lambda h: h["acc"])
