@@ -70,7 +70,11 @@ def otsu_threshold(q: torch.Tensor, bins: int = 1000) -> torch.Tensor:
     values = q.detach().reshape(-1)
     if not torch.isfinite(values).all():
         raise ValueError("q contains NaN or inf; check the embeddings and centroids for NaN.")
-    index = (values * bins).floor().clamp(0, bins - 1).long()
+    # Bin b = [b/bins, (b+1)/bins) against the very float64 edges t is reported as; floor(q·bins)
+    # rounds some values just below an edge (e.g. float64 0.117⁻, float32 0.005⁻) up into bin b,
+    # which made t larger than values of the bin it is the left edge of.
+    edges = torch.arange(bins + 1, device=values.device, dtype=torch.float64) / bins
+    index = (torch.bucketize(values.to(torch.float64), edges, right=True) - 1).clamp(0, bins - 1)
     hist = torch.bincount(index, minlength=bins).to(torch.float64)
     p = hist / hist.sum()
     levels = torch.arange(bins, device=p.device, dtype=torch.float64)
