@@ -141,6 +141,7 @@ def instability(q: torch.Tensor, t=None, lam: float = 0.4, form: str = "code") -
         linear determinacy and  L_c = 1 − (mean_i s_i + var_i s_i)
     form="paper" (the form Theorem 1 is stated for):
         quadratic determinacy and  L_c = 1 − mean_i s_i
+
     ``t=None`` takes Otsu's threshold of these q. Derived in :doc:`/book/07_instability_loss`.
     """
     if form not in FORMS:
