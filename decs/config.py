@@ -65,7 +65,7 @@ class Config:
 # (see the book's reproducibility page for timings).
 _PROFILE_CHANGES = {
     "paper": {},
-    "cpu": {"pretrain_epochs": 60, "maxiter": 3000},
+    "cpu": {"pretrain_epochs": 200, "maxiter": 3000},
     "ci": {"subset": 1000, "pretrain_epochs": 8, "maxiter": 150, "kmeans_n_init": 4},
 }
 
