@@ -37,6 +37,9 @@ class Config:
     rotation: float = 10.0          # largest rotation, in degrees
     shuffle_clustering: bool = False  # authors' code walks the data in a fixed order while clustering
     kmeans_n_init: int = 20         # k-means restarts for the centroid initialisation
+    recalibrate_bn: bool = True     # re-estimate batch-norm statistics on clean data after pretraining
+                                    # (not in the authors' code; changes nothing after long pretraining,
+                                    # rescues short runs — see decs.train.recalibrate_batchnorm)
     update_interval: int = 30       # evaluate labels on the clean data every this many iterations
     # --- DEC baseline ----------------------------------------------------------------------
     dec_alpha: float = 1.0          # DEC's Student-t α

@@ -109,18 +109,46 @@ def predict(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, alpha:
     return q, q.argmax(dim=1)
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(module: nn.Module, x: torch.Tensor, batch_size: int = 512) -> nn.Module:
+    """Re-estimate every batch-norm layer's running mean and variance from the clean images x,
+    with the weights fixed ("precise batch norm").
+
+    Batch norm keeps an exponential average of batch statistics with momentum 0.01 (Keras's
+    0.99, as in the authors' code): after s training steps the initial statistics still weigh
+    0.99^s. After the paper's 18,000 pretraining steps that is nothing; after a short run it is
+    most of the estimate, and evaluation mode normalises with statistics the network never had.
+    ``momentum=None`` makes PyTorch keep a plain average over the batches seen instead; each
+    layer's momentum is restored afterwards. Explained in :doc:`/book/03_representation_learning`.
+    """
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = module.training
+    module.train()
+    for i in range(0, x.shape[0], batch_size):
+        module(x[i:i + batch_size])
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    module.train(was_training)
+    return module
+
+
 # ------------------------------------------------------------------------- checkpoints
-def _save(path: Path | None, state: dict) -> None:
+def _save(path: Path | str | None, state: dict) -> None:
     if path is None:
         return
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # atomic: an interrupted save never leaves a broken checkpoint
 
 
-def _load(path: Path | None) -> dict | None:
-    if path is None or not path.exists():
+def _load(path: Path | str | None) -> dict | None:
+    if path is None or not Path(path).exists():
         return None
     return torch.load(path, map_location="cpu", weights_only=False)
 
@@ -225,7 +253,7 @@ def _threshold(encoder, xb, centroids, cfg: Config, q_train: torch.Tensor) -> to
 def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: Config,
             generator: torch.Generator, method: str = "decs", y: np.ndarray | None = None,
             checkpoint: Path | None = None, progress: bool = True,
-            on_eval: Callable[[dict], None] | None = None) -> ClusterResult:
+            on_eval: Callable[[dict], None] | None = None, key: dict | None = None) -> ClusterResult:
     """The clustering stage: mini-batch Adam on encoder and centroids, the decoder dropped.
 
     ``method="decs"``: minimise the instability loss (:func:`decs.stability.instability`)
@@ -235,7 +263,8 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
 
     At every evaluation, labels argmax_j q_ij of the clean data are predicted (and scored
     when ``y`` is given) and appended to the history; a last evaluation follows the last
-    iteration. Resumes from ``checkpoint``. Derived in :doc:`/book/07_instability_loss` and
+    iteration. Resumes from ``checkpoint``, which must have been written with the same ``key``.
+    Derived in :doc:`/book/07_instability_loss` and
     :doc:`/book/04_dec_pseudo_targets`.
     """
     if method not in METHODS:
@@ -250,6 +279,9 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     state = {"iteration": 0, "history": [], "labels_last": None, "order": torch.arange(n),
              "loss_sum": 0.0, "target": None, "stopped_early": False, "seconds": 0.0}
     saved = _load(checkpoint)
+    if saved is not None and saved.get("key") != key:
+        raise ValueError(f"{checkpoint} holds a clustering run with other settings ({saved.get('key')}); "
+                         "delete it or use another checkpoint directory.")
     if saved is not None:
         encoder.load_state_dict(saved["encoder"])
         with torch.no_grad():
@@ -268,7 +300,7 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
                      target=None if target is None else target.cpu())
         _save(checkpoint, {"encoder": encoder.state_dict(), "centroids": centroids.detach().cpu(),
                            "optimizer": opt.state_dict(), "generator": generator.get_state(),
-                           "state": state})
+                           "state": state, "key": key})
 
     def evaluate_all(it: int) -> tuple[torch.Tensor, float]:
         q_all, labels = predict(encoder, centroids, x, alpha, cfg.eval_batch_size)
@@ -371,13 +403,17 @@ def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
     """A pretrained autoencoder for ``x`` (already on the training device): loaded from
     ``checkpoint_dir/pretrain.pt`` when that holds a pretraining with the same settings,
     resumed when it holds an unfinished one, else trained from scratch. DECS and DEC runs
-    with the same settings and seed share it, so their comparison starts from one network."""
+    with the same settings and seed share it, so their comparison starts from one network.
+    With ``cfg.recalibrate_bn`` the batch-norm statistics are then re-estimated on the clean
+    data (:func:`recalibrate_batchnorm`)."""
     torch.manual_seed(seed)  # weight initialisation
     model = ConvAutoencoder(tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(x.device)
     path = Path(checkpoint_dir) / "pretrain.pt" if checkpoint_dir is not None else None
     key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
     losses, seconds = pretrain(model, x, cfg, make_generator(x.device, seed), checkpoint=path,
                                progress=progress, key=key)
+    if cfg.recalibrate_bn:
+        recalibrate_batchnorm(model, x, cfg.eval_batch_size)
     return model, losses, seconds
 
 
@@ -410,9 +446,12 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     centroids, km_labels = kmeans_init(z, n_clusters, cfg.kmeans_n_init, seed)
     t_km = time.perf_counter() - t0
     gen = make_generator(x.device, seed + 1)  # the clustering stage's own stream
+    bookkeeping = set(PRETRAIN_FIELDS) | {"profile", "eval_batch_size", "checkpoint_every"}
+    key = {"method": method, "seed": seed, "n_clusters": n_clusters,
+           **{k: v for k, v in cfg.to_dict().items() if k not in bookkeeping}}
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
-                  on_eval=on_eval)
+                  on_eval=on_eval, key=key)
     return Fitted(model, res, losses, t_pre, km_labels, t_km)
 
 

@@ -144,3 +144,29 @@ def test_run_record_has_provenance(blobs, tiny_cfg, tmp_path):
 def test_run_needs_labels(blobs, tiny_cfg):
     with pytest.raises(ValueError, match="labels"):
         run(torch.as_tensor(blobs[0]), None, tiny_cfg, progress=False)
+
+
+def test_clustering_checkpoint_refuses_other_settings(blobs, tiny_cfg, tmp_path):
+    x, y = torch.as_tensor(blobs[0]), blobs[1]
+    run(x, y, tiny_cfg, seed=0, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="other settings"):
+        run(x, y, tiny_cfg.replace(lam=0.1), seed=0, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    # a clustering tag keeps runs with other clustering settings apart, sharing the pretraining
+    run(x, y, tiny_cfg.replace(lam=0.1), seed=0, device="cpu", progress=False, checkpoint_dir=str(tmp_path),
+        tag="+lam=0.1")
+    assert (tmp_path / "decs+lam=0.1.pt").exists()
+
+
+def test_recalibrated_batchnorm_matches_data_statistics():
+    from decs.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    x = torch.rand(300, 1, 16, 16) * 0.5 + 0.25
+    model = ConvAutoencoder((1, 16, 16))
+    bn = model.encoder[2]  # the batch norm after the first convolution and ReLU
+    assert torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
+    recalibrate_batchnorm(model, x, batch_size=300)
+    with torch.no_grad():
+        h = model.encoder[1](model.encoder[0](x))  # conv → ReLU: the input of that batch norm
+    assert torch.allclose(bn.running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    assert bn.momentum == 0.01 and model.training
