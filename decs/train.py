@@ -327,7 +327,12 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
         if it > start and it % cfg.checkpoint_every == 0:
             snapshot(it)
         if it % interval == 0:
-            q_all, delta = evaluate_all(it)
+            if state["history"] and state["history"][-1]["iteration"] == it:
+                # resumed where an earlier call ended and was evaluated: same model, same record
+                delta = state["history"][-1]["delta_label"]
+                q_all = predict(encoder, centroids, x, alpha, cfg.eval_batch_size)[0] if method == "dec" else None
+            else:
+                q_all, delta = evaluate_all(it)
             if method == "dec":
                 if it > 0 and delta < cfg.tol:
                     state["stopped_early"] = True
@@ -446,7 +451,8 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     centroids, km_labels = kmeans_init(z, n_clusters, cfg.kmeans_n_init, seed)
     t_km = time.perf_counter() - t0
     gen = make_generator(x.device, seed + 1)  # the clustering stage's own stream
-    bookkeeping = set(PRETRAIN_FIELDS) | {"profile", "eval_batch_size", "checkpoint_every"}
+    # maxiter is not part of the key: a finished run may be continued for more iterations
+    bookkeeping = set(PRETRAIN_FIELDS) | {"profile", "eval_batch_size", "checkpoint_every", "maxiter"}
     key = {"method": method, "seed": seed, "n_clusters": n_clusters,
            **{k: v for k, v in cfg.to_dict().items() if k not in bookkeeping}}
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,

@@ -170,3 +170,19 @@ def test_recalibrated_batchnorm_matches_data_statistics():
         h = model.encoder[1](model.encoder[0](x))  # conv → ReLU: the input of that batch norm
     assert torch.allclose(bn.running_mean, h.mean((0, 2, 3)), atol=1e-5)
     assert bn.momentum == 0.01 and model.training
+
+
+def test_continuing_a_finished_run_equals_one_longer_run(blobs, tiny_cfg, tmp_path):
+    x, y = torch.as_tensor(blobs[0]), blobs[1]
+    for method in ("decs", "dec"):
+        cfg = tiny_cfg.replace(dec_update_interval=4, tol=0.0)
+        longer = run(x, y, cfg.replace(maxiter=16), method=method, seed=2, device="cpu", progress=False,
+                     checkpoint_dir=tmp_path / f"one-{method}")
+        run(x, y, cfg.replace(maxiter=8), method=method, seed=2, device="cpu", progress=False,
+            checkpoint_dir=tmp_path / f"two-{method}")
+        continued = run(x, y, cfg.replace(maxiter=16), method=method, seed=2, device="cpu", progress=False,
+                        checkpoint_dir=tmp_path / f"two-{method}")
+        its = [h["iteration"] for h in continued.record["history"]]
+        assert its == sorted(set(its)), f"duplicate evaluations: {its}"
+        assert continued.record["history"] == longer.record["history"]
+        assert np.array_equal(continued.labels, longer.labels)
