@@ -28,3 +28,14 @@ def tiny_cfg():
 
     return get_config("ci", pretrain_epochs=2, maxiter=12, update_interval=4, kmeans_n_init=2,
                       batch_size=32, checkpoint_every=5)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one intra-op thread. On a shared 2-core machine two threads spend most of
+    the time in barriers (a gradcheck: 0.5 s with 2 threads, 6 ms with 1). Opt in per module
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

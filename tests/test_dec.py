@@ -14,14 +14,7 @@ from decs import dec, stability
 FAST = settings(max_examples=40, deadline=None)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread. On a shared 2-core machine two threads spend most of
-    the time in barriers (a gradcheck here: 0.5 s with 2 threads, 6 ms with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:

@@ -8,15 +8,7 @@ from torch import nn
 from decs.models import ConvAutoencoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine the channels-last batch norm of this
-    model spends most of its time in thread barriers (measured: 133 ms vs 0.9 ms a call on
-    8×32×16×16 with 2 threads vs 1 under load). The numbers are the same either way."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spatial_sizes(model: ConvAutoencoder, x: torch.Tensor):
