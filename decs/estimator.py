@@ -171,20 +171,20 @@ class _DeepClustering:
 class DECS(_DeepClustering):
     """Deep embedding clustering driven by sample stability :cite:p:`cheng2024decs`.
 
-    Parameters
-    ----------
-    n_clusters : number of clusters k (≥ 2, ≤ number of samples).
-    alpha : Student-t degrees of freedom α of the co-association probability (0.5).
-    lam : λ, weight of the variance of determinacy in the sample stability (0.4).
-    form : "code" (authors' code: linear determinacy, L = 1 − (mean s + var s)) or "paper".
-    threshold : "otsu" (per batch) or "1/k".
-    pretrain_epochs, maxiter, batch_size, lr, augment, kmeans_n_init, update_interval :
-        training settings; None follows the active profile (``DECS_PROFILE``).
-    profile : "ci", "cpu" or "paper"; None reads ``DECS_PROFILE`` (default cpu).
-    image_shape : (C, H, W) for flat N×D input.
-    device : "cpu", "cuda", ...; None reads ``DECS_DEVICE``, else cuda if available.
-    random_state : seed (None: 0).
-    verbose : show progress bars.
+    Parameters (stored unchanged by ``__init__``):
+
+    - ``n_clusters``: number of clusters k (≥ 2, ≤ number of samples).
+    - ``alpha``: Student-t degrees of freedom α of the co-association probability (0.5).
+    - ``lam``: λ, weight of the variance of determinacy in the sample stability (0.4).
+    - ``form``: "code" (authors' code: linear determinacy, L = 1 − (mean s + var s)) or "paper".
+    - ``threshold``: "otsu" (per batch) or "1/k".
+    - ``pretrain_epochs``, ``maxiter``, ``batch_size``, ``lr``, ``augment``, ``kmeans_n_init``,
+      ``update_interval``: training settings; None follows the active profile (``DECS_PROFILE``).
+    - ``profile``: "ci", "cpu" or "paper"; None reads ``DECS_PROFILE`` (default cpu).
+    - ``image_shape``: (C, H, W) for flat N×D input.
+    - ``device``: "cpu", "cuda", ...; None reads ``DECS_DEVICE``, else cuda if available.
+    - ``random_state``: seed (None: 0).
+    - ``verbose``: show progress bars.
 
     Attributes (after ``fit``): ``labels_``, ``cluster_centers_`` (k×d numpy), ``history_``,
     ``n_iter_``, ``encoder_``, ``autoencoder_``, ``config_``.

@@ -117,4 +117,5 @@ class ConvAutoencoder(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction decoder(encoder(x)), of the same shape as x."""
         return self.decoder(self.encoder(x))

@@ -321,6 +321,9 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
         return q_all, delta
 
     it = start = state["iteration"]
+    if start > cfg.maxiter:
+        raise ValueError(f"{checkpoint} is at iteration {start}, past maxiter={cfg.maxiter}; delete it or "
+                         "ask for at least as many iterations.")
     bar = tqdm(total=cfg.maxiter, initial=start, desc=method, disable=not progress)
     encoder.train()
     while it < cfg.maxiter and not state["stopped_early"]:

@@ -182,6 +182,9 @@ def test_continuing_a_finished_run_equals_one_longer_run(blobs, tiny_cfg, tmp_pa
             checkpoint_dir=tmp_path / f"two-{method}")
         continued = run(x, y, cfg.replace(maxiter=16), method=method, seed=2, device="cpu", progress=False,
                         checkpoint_dir=tmp_path / f"two-{method}")
+        with pytest.raises(ValueError, match="past maxiter"):  # never a longer run passed off as a shorter
+            run(x, y, cfg.replace(maxiter=8), method=method, seed=2, device="cpu", progress=False,
+                checkpoint_dir=tmp_path / f"two-{method}")
         its = [h["iteration"] for h in continued.record["history"]]
         assert its == sorted(set(its)), f"duplicate evaluations: {its}"
         assert continued.record["history"] == longer.record["history"]
