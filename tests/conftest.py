@@ -1,7 +1,15 @@
 """Shared fixtures: small synthetic image sets (for code paths, never passed off as a dataset)."""
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# CI runs the same examples every time (HYPOTHESIS_PROFILE=ci, set by .ci/run), so a red run is
+# reproducible; locally each run draws new examples and keeps searching.
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def blob_images(n_per_class: int = 40, side: int = 8, seed: int = 0):
