@@ -9,6 +9,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .config import Config, get_config
@@ -34,6 +35,9 @@ def setup(seed: int = 0) -> Setup:
     the device from ``DECS_DEVICE`` (default: cuda if available), the data from ``DECS_DATA``.
     """
     seed_everything(seed)
+    # MyST-NB's glue formats numbers from their text repr; NumPy 2 writes scalars as
+    # "np.float64(0.42)", which it cannot format. The 1.25 repr is the plain number.
+    np.set_printoptions(legacy="1.25")
     cfg = get_config()
     device = get_device()
     root = data_root()
