@@ -512,7 +512,6 @@ def _adversary_objective(alpha, lam, t, form, block, bound):
         return instability_loss(z, m, alpha, lam, t, form)
 
     grad_loss = grad(loss, argnums=(0, 1))
-    n_fixed = {}
 
     def log_ratio(rho, u, v):
         s = torch.exp(rho)

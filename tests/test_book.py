@@ -2,7 +2,6 @@
 import re
 from pathlib import Path
 
-import pytest
 
 from decs.config import PROFILES, get_config
 

@@ -5,7 +5,6 @@ independent brute force, or worked out by hand in a comment.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
