@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .stability import determinacy, otsu_threshold, sample_stability
+from .stability import determinacy, otsu_split, otsu_threshold, sample_stability
 
 __all__ = ["co_association", "ensemble_stability", "stability_from_co_association", "core_halo"]
 
@@ -130,9 +130,8 @@ def core_halo(stability, threshold=None, bins: int = 1000) -> tuple[torch.Tensor
         if not hi > lo:
             return torch.ones_like(s, dtype=torch.bool), lo
         scaled = ((s - lo) / (hi - lo)).to(torch.float64)
-        t = otsu_threshold(scaled, bins=bins)
-        last_low_bin = torch.floor(t * bins + 1e-6)  # t is the left edge of the winning bin
-        core = (scaled * bins).floor().clamp(0, bins - 1) > last_low_bin
-        return core, (lo + (last_low_bin + 1) / bins * (hi - lo)).to(s.dtype)
+        index, last_low_bin = otsu_split(scaled, bins)
+        core = index > last_low_bin
+        return core, (lo + (last_low_bin + 1).to(torch.float64) / bins * (hi - lo)).to(s.dtype)
     threshold = torch.as_tensor(threshold, dtype=s.dtype, device=s.device)
     return s >= threshold, threshold

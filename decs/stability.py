@@ -50,31 +50,34 @@ def soft_assign(z: torch.Tensor, centroids: torch.Tensor, alpha: float = 0.5) ->
     return torch.softmax(log_kernel, dim=1)
 
 
-def otsu_threshold(q: torch.Tensor, bins: int = 1000) -> torch.Tensor:
-    """Otsu's threshold t of all values in ``q``, as the authors' code computes it.
+def histogram_bins(values: torch.Tensor, bins: int) -> torch.Tensor:
+    """The bin of each value among ``bins`` equal bins on [0, 1], as int64 indices.
 
-    The values are binned into ``bins`` equal bins on [0, 1]; t is the left edge of the bin
-    that maximises the between-class variance ω0·ω1·(μ0 − μ1)² when bins up to and
-    including it form the "low" class. The result is detached (t is a constant for the
-    gradient) and a 0-d tensor on q's device and dtype.
+    Bin b holds b/bins ≤ v < (b + 1)/bins, compared against float64 edges (the very numbers
+    a threshold is reported as); values outside [0, 1] go to the first or last bin. Not
+    ``floor(v·bins)``: that rounds some values just below an edge (float64 0.117⁻, float32
+    0.005⁻) up into the next bin, so a threshold at a bin's left edge would exceed values of
+    its own bin. Shared by :func:`otsu_threshold` and :func:`decs.ensemble.core_halo`.
+    """
+    values = values.detach().reshape(-1).to(torch.float64)
+    edges = torch.arange(bins + 1, device=values.device, dtype=torch.float64) / bins
+    return (torch.bucketize(values, edges, right=True) - 1).clamp(0, bins - 1)
 
-    One change from the authors' code: when every low value falls in the first bin, their
-    rule returns t = 0 and the determinacy divides by zero. We clamp t to
-    [1/(2·bins), 1 − 1/(2·bins)] (the middle of the first or last bin), so t is always
-    strictly inside (0, 1). Derived in :doc:`/book/06_determinacy_and_stability`.
+
+def otsu_split(values: torch.Tensor, bins: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Otsu's split of values in [0, 1]: ``(bin of each value, last bin of the low class)``.
+
+    The values are binned by :func:`histogram_bins`; the low class is bins 0..b for the b that
+    maximises the between-class variance ω0·ω1·(μ0 − μ1)² (bin indices as levels, as in the
+    authors' code). A value is in the low class exactly when its bin is ≤ b.
     """
     if bins < 2:
         raise ValueError(f"bins must be at least 2, got {bins}.")
-    if q.numel() == 0:
-        raise ValueError("otsu_threshold needs at least one value of q; got an empty tensor.")
-    values = q.detach().reshape(-1)
+    if values.numel() == 0:
+        raise ValueError("Otsu's threshold needs at least one value; got an empty tensor.")
     if not torch.isfinite(values).all():
-        raise ValueError("q contains NaN or inf; check the embeddings and centroids for NaN.")
-    # Bin b = [b/bins, (b+1)/bins) against the very float64 edges t is reported as; floor(q·bins)
-    # rounds some values just below an edge (e.g. float64 0.117⁻, float32 0.005⁻) up into bin b,
-    # which made t larger than values of the bin it is the left edge of.
-    edges = torch.arange(bins + 1, device=values.device, dtype=torch.float64) / bins
-    index = (torch.bucketize(values.to(torch.float64), edges, right=True) - 1).clamp(0, bins - 1)
+        raise ValueError("the values contain NaN or inf; check the embeddings and centroids for NaN.")
+    index = histogram_bins(values, bins)
     hist = torch.bincount(index, minlength=bins).to(torch.float64)
     p = hist / hist.sum()
     levels = torch.arange(bins, device=p.device, dtype=torch.float64)
@@ -89,7 +92,23 @@ def otsu_threshold(q: torch.Tensor, bins: int = 1000) -> torch.Tensor:
         (mu_total * omega0 - mu_cum) ** 2 / (omega0 * omega1).clamp_min(1e-300),
         torch.full_like(omega0, -1.0),
     )
-    best = torch.argmax(between)
+    return index, torch.argmax(between)
+
+
+def otsu_threshold(q: torch.Tensor, bins: int = 1000) -> torch.Tensor:
+    """Otsu's threshold t of all values in ``q``, as the authors' code computes it.
+
+    The values are binned into ``bins`` equal bins on [0, 1]; t is the left edge of the bin
+    that maximises the between-class variance ω0·ω1·(μ0 − μ1)² when bins up to and
+    including it form the "low" class (:func:`otsu_split`). The result is detached (t is a
+    constant for the gradient) and a 0-d tensor on q's device and dtype.
+
+    One change from the authors' code: when every low value falls in the first bin, their
+    rule returns t = 0 and the determinacy divides by zero. We clamp t to
+    [1/(2·bins), 1 − 1/(2·bins)] (the middle of the first or last bin), so t is always
+    strictly inside (0, 1). Derived in :doc:`/book/06_determinacy_and_stability`.
+    """
+    _, best = otsu_split(q, bins)
     half_bin = 0.5 / bins
     t = (best.to(torch.float64) / bins).clamp(half_bin, 1.0 - half_bin)
     return t.to(device=q.device, dtype=q.dtype)

@@ -4,9 +4,11 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from decs.ensemble import co_association, core_halo, ensemble_stability, stability_from_co_association
-from decs.stability import determinacy, otsu_threshold
+from decs.stability import determinacy, otsu_split, otsu_threshold
 
 # Three samples, two base clusterings:  {0,1},{2}  and  {0},{1,2}
 HAND = np.array([[0, 5],
@@ -106,6 +108,24 @@ def test_core_halo_separates_two_groups():
     assert 0.3 < thr <= 0.9
     core, thr = core_halo(s, threshold=0.5)
     assert core.sum() == 3 and float(thr) == 0.5
+
+
+# Values just below a bin edge k/1000 whose product with 1000 rounds up to k in float64:
+# floor(v·bins) puts them in bin k although v < k/1000, the edge a threshold is reported as.
+_BELOW_EDGE = [v for v in (np.nextafter(k / 1000, 0.0) for k in range(1, 1000)) if np.floor(v * 1000) == round(v * 1000)]
+assert len(_BELOW_EDGE) >= 10  # 15 of the 999 edges
+
+
+@given(st.lists(st.sampled_from(_BELOW_EDGE) | st.floats(0.0, 1.0), min_size=3, max_size=60))
+def test_core_halo_split_agrees_with_its_threshold_and_otsu(values):
+    s = torch.tensor([0.0, 1.0] + values, dtype=torch.float64)  # min 0, max 1: no rescaling
+    core, thr = core_halo(s)
+    # "core when s ≥ threshold", exactly, also for values a hair below the threshold
+    assert torch.equal(core, s >= thr)
+    # and the halo is Otsu's low class of the same histogram
+    index, last_low = otsu_split(s, 1000)
+    assert int((~core).sum()) == int((index <= last_low).sum())
+    assert float(otsu_threshold(s)) <= float(thr)
 
 
 def test_wrong_inputs_say_what_to_do():
