@@ -53,6 +53,32 @@ def cluster_acc(y_true, y_pred) -> float:
     return float(w[rows, cols].sum() / w.sum())
 
 
+def cluster_to_class(y_true, y_pred) -> dict[int, int]:
+    """The one-to-one map of cluster labels to class labels that ACC scores: ``{cluster: class}``.
+
+    Found, as in :func:`cluster_acc`, by the Hungarian algorithm on the contingency counts.
+    Labels keep their own values (a cluster called 7 stays 7). With more clusters than
+    classes the surplus clusters map to no class and are absent from the dictionary.
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    classes, clusters = np.unique(y_true), np.unique(y_pred)
+    w = contingency(y_true, y_pred)  # rows: clusters in sorted order, columns: classes (padded)
+    rows, cols = linear_sum_assignment(w, maximize=True)
+    return {int(clusters[r]): int(classes[c]) for r, c in zip(rows, cols)
+            if r < len(clusters) and c < len(classes)}
+
+
+def matched_labels(y_true, y_pred, unmatched: int = -1) -> np.ndarray:
+    """Each sample's cluster renamed to the class it is matched to (:func:`cluster_to_class`).
+
+    Samples of a cluster that maps to no class get ``unmatched``. The fraction of samples where
+    the result equals ``y_true`` is :func:`cluster_acc`.
+    """
+    mapping = cluster_to_class(y_true, y_pred)
+    y_pred = _labels(y_pred, "y_pred")
+    return np.array([mapping.get(int(c), unmatched) for c in y_pred], dtype=np.int64)
+
+
 def nmi(y_true, y_pred) -> float:
     """Normalised mutual information (arithmetic-mean normalisation, scikit-learn's default)."""
     y_true, y_pred = _pair(y_true, y_pred)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from decs.metrics import ari, cluster_acc, contingency, evaluate, nmi
+from decs.metrics import ari, cluster_acc, cluster_to_class, contingency, evaluate, matched_labels, nmi
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -75,6 +75,26 @@ def test_cluster_acc_is_invariant_under_relabelling_the_clusters(pair, rnd):
     acc = cluster_acc(y_true, y_pred)
     assert 1 / len(y_true) - 1e-12 <= acc <= 1.0
     assert cluster_acc(y_true, [1000 - 3 * v for v in y_true.tolist()]) == 1.0
+
+
+@FAST
+@given(label_pairs(values=[-1, 0, 3, 17, 1000, 5, 2]))
+def test_matched_labels_score_exactly_cluster_acc(pair):
+    y_true, y_pred = pair
+    mapping = cluster_to_class(y_true, y_pred)
+    assert len(set(mapping.values())) == len(mapping)  # one-to-one
+    assert set(mapping) <= set(y_pred.tolist()) and set(mapping.values()) <= set(y_true.tolist())
+    assert len(mapping) == min(len(set(y_true.tolist())), len(set(y_pred.tolist())))
+    assert np.mean(matched_labels(y_true, y_pred, unmatched=-999) == y_true) == pytest.approx(
+        cluster_acc(y_true, y_pred), abs=1e-12)
+
+
+def test_cluster_to_class_by_hand():
+    # clusters 7 and 3 hold classes 0 and 1 (one sample of 3 is a 0); cluster 9 is a stray 1
+    y_true = np.array([0, 0, 0, 1, 1, 0, 1])
+    y_pred = np.array([7, 7, 7, 3, 3, 3, 9])
+    assert cluster_to_class(y_true, y_pred) == {7: 0, 3: 1}
+    assert matched_labels(y_true, y_pred).tolist() == [0, 0, 0, 1, 1, 1, -1]
 
 
 def test_cluster_acc_known_examples_by_hand():
