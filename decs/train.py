@@ -480,6 +480,9 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
     y = np.asarray(y)
     device = get_device(device)
     t_start = time.perf_counter()
+    # Taken before training: the commit (and dirty flag) of the code this process runs, not
+    # of whatever the working tree holds when a long run ends.
+    environment = environment_info(device)
     x = x.to(device)
     fitted = fit_clusters(x, int(len(np.unique(y))), cfg, method, seed, y, checkpoint_dir, progress, on_eval, tag)
     res, n_clusters = fitted.result, int(len(np.unique(y)))
@@ -500,7 +503,7 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
                         "cluster": round(res.seconds, 1), "this_call": round(time.perf_counter() - t_start, 1),
                         "note": "pretrain and cluster are summed over interrupted and resumed sessions; "
                                 "a pretraining reused from a checkpoint reports its original time"},
-        "environment": environment_info(device),
+        "environment": environment,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return RunResult(model=fitted.model, centroids=res.centroids, labels=res.labels, record=record)
