@@ -28,6 +28,26 @@ PUBLISHED = {
 }
 
 
+# The authors' TensorFlow code, unmodified, timed on 2 CPU cores (PAPER.md §12): USPS only.
+AUTHORS_TF_SPEED_USPS = {"pretrain_s_per_epoch": 4.5,  # "4–5 s"
+                         "cluster_s_per_iteration": 0.118,
+                         "cluster_s_per_iteration_with_eval": 0.19}
+
+
+def load_benchmarks(root: Path | str = RESULTS / "benchmarks") -> list[dict]:
+    """One row per dataset of every ``benchmarks/speed.py --out`` file under ``root``: the
+    file, its hardware and commit, and the measured seconds."""
+    rows = []
+    for path in sorted(Path(root).glob("*.json")):
+        rec = json.loads(path.read_text())
+        env = rec.get("environment", {})
+        hardware = env.get("gpu") or f"{env.get('cpu_count')} CPU cores, {env.get('torch_threads')} threads"
+        for res in rec.get("results", []):
+            rows.append({"file": path.name, "hardware": hardware, "commit": (env.get("commit") or "")[:8],
+                         **res})
+    return rows
+
+
 def load_records(root: Path | str = RESULTS, dataset: str | None = None, method: str | None = None,
                  profile: str | None = None) -> list[dict]:
     """All run records under ``root`` (``<dataset>/<method>/<run>.json``), optionally filtered.

@@ -64,3 +64,16 @@ def test_committed_records_match_their_table():
         for f in files:  # provenance is recorded next to each number
             if f["method"] in ("decs", "dec"):
                 assert f["environment"]["commit"] and f["config"] and "seed" in f and f["wall_time_s"]
+
+
+def test_benchmark_rows_come_from_the_files(tmp_path):
+    rec = {"environment": {"cpu_count": 2, "torch_threads": 2, "commit": "0123456789abcdef"},
+           "results": [{"dataset": "usps", "pretrain_s_per_epoch": 2.5},
+                       {"dataset": "mnist-test", "pretrain_s_per_epoch": 8.0}]}
+    (tmp_path / "quiet.json").write_text(json.dumps(rec))
+    rows = results.load_benchmarks(tmp_path)
+    assert [(r["file"], r["dataset"], r["pretrain_s_per_epoch"]) for r in rows] == [
+        ("quiet.json", "usps", 2.5), ("quiet.json", "mnist-test", 8.0)]
+    assert rows[0]["hardware"] == "2 CPU cores, 2 threads" and rows[0]["commit"] == "01234567"
+    for row in results.load_benchmarks():  # the committed measurements say where they came from
+        assert row["commit"] and row["pretrain_s_per_epoch"] > 0 and row["cluster_s_per_iteration"] > 0
