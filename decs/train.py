@@ -309,7 +309,9 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
         delta = 1.0 if last is None else float(np.mean(labels != last))
         steps = it - (state["history"][-1]["iteration"] if state["history"] else 0)
         record = {"iteration": it, "loss": round(float(loss_sum) / steps, 6) if steps > 0 else None,
-                  "delta_label": round(delta, 6)}
+                  "delta_label": round(delta, 6),
+                  # an emptied cluster is how DECS degrades (its loss is lowest with one cluster)
+                  "cluster_sizes": np.bincount(labels, minlength=centroids.shape[0]).tolist()}
         if y is not None:
             record.update(evaluate(y, labels))
             bar.set_postfix(acc=record["acc"], nmi=record["nmi"])
@@ -491,7 +493,8 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
     record = {
         "dataset": dataset, "method": method, "profile": cfg.profile, "seed": seed,
         "n_samples": int(x.shape[0]), "n_clusters": n_clusters,
-        "final": {k: res.history[-1][k] for k in ("acc", "nmi", "ari")},
+        "final": {**{k: res.history[-1][k] for k in ("acc", "nmi", "ari")},
+                  "clusters_used": int(np.count_nonzero(res.history[-1]["cluster_sizes"]))},
         "best_label_selected": {"iteration": best["iteration"], "acc": best["acc"],
                                 "nmi": best["nmi"], "ari": best["ari"],
                                 "note": "chosen with the ground-truth labels; not a fair result"},

@@ -133,7 +133,10 @@ def test_run_record_has_provenance(blobs, tiny_cfg, tmp_path):
         assert key in rec
     assert rec["history"][-1]["iteration"] == tiny_cfg.maxiter
     assert [h["iteration"] for h in rec["history"]] == [0, 4, 8, 12]
-    assert set(rec["final"]) == {"acc", "nmi", "ari"} and 0 <= rec["final"]["acc"] <= 1
+    assert set(rec["final"]) == {"acc", "nmi", "ari", "clusters_used"} and 0 <= rec["final"]["acc"] <= 1
+    for h in rec["history"]:  # cluster sizes at every evaluation: k entries summing to n
+        assert len(h["cluster_sizes"]) == len(np.unique(y)) and sum(h["cluster_sizes"]) == len(y)
+    assert rec["final"]["clusters_used"] == np.count_nonzero(rec["history"][-1]["cluster_sizes"])
     assert rec["environment"]["device"] == "cpu" and rec["environment"]["torch"]
     path = write_record(rec, tmp_path / "r.json")
     import json
