@@ -369,19 +369,31 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
 
 
 # ---------------------------------------------------------------------------- a full run
-def environment_info(device: torch.device) -> dict:
-    """Provenance for a run record: commit, device, versions, host."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            return None
+def _git(*args) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
-    info = {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "device": str(device), "python": sys.version.split()[0], "torch": torch.__version__,
-            "numpy": np.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads()}
+
+def _code_version() -> dict:
+    changed = _git("diff", "--name-only", "HEAD")  # tracked files, staged or not
+    files = changed.splitlines() if changed else []
+    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(files), "dirty_files": files}
+
+
+# Taken once, when this module is imported: the code a process runs is the code it imported,
+# whatever is edited or committed while a long run goes on.
+CODE_VERSION = _code_version()
+
+
+def environment_info(device: torch.device) -> dict:
+    """Provenance for a run record: the commit this process imported (and the files that
+    differed from it then), device, versions, host."""
+    info = {**CODE_VERSION, "device": str(device), "python": sys.version.split()[0],
+            "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     else:
@@ -482,8 +494,6 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
     y = np.asarray(y)
     device = get_device(device)
     t_start = time.perf_counter()
-    # Taken before training: the commit (and dirty flag) of the code this process runs, not
-    # of whatever the working tree holds when a long run ends.
     environment = environment_info(device)
     x = x.to(device)
     fitted = fit_clusters(x, int(len(np.unique(y))), cfg, method, seed, y, checkpoint_dir, progress, on_eval, tag)

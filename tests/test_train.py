@@ -138,6 +138,8 @@ def test_run_record_has_provenance(blobs, tiny_cfg, tmp_path):
         assert len(h["cluster_sizes"]) == len(np.unique(y)) and sum(h["cluster_sizes"]) == len(y)
     assert rec["final"]["clusters_used"] == np.count_nonzero(rec["history"][-1]["cluster_sizes"])
     assert rec["environment"]["device"] == "cpu" and rec["environment"]["torch"]
+    env = rec["environment"]  # the code version this process imported; which files differed then
+    assert env["dirty"] == bool(env["dirty_files"]) and all(isinstance(f, str) for f in env["dirty_files"])
     path = write_record(rec, tmp_path / "r.json")
     import json
 
