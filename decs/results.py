@@ -34,6 +34,11 @@ AUTHORS_TF_SPEED_USPS = {"pretrain_s_per_epoch": 4.5,  # "4–5 s"
                          "cluster_s_per_iteration_with_eval": 0.19}
 
 
+def hardware(environment: dict) -> str:
+    """A run's hardware in a few words: the GPU's name, else the number of CPU cores."""
+    return environment.get("gpu") or f"{environment.get('cpu_count')} CPU cores"
+
+
 def load_benchmarks(root: Path | str = RESULTS / "benchmarks") -> list[dict]:
     """One row per dataset of every ``benchmarks/speed.py --out`` file under ``root``: the
     file, its hardware and commit, and the measured seconds."""
@@ -41,9 +46,10 @@ def load_benchmarks(root: Path | str = RESULTS / "benchmarks") -> list[dict]:
     for path in sorted(Path(root).glob("*.json")):
         rec = json.loads(path.read_text())
         env = rec.get("environment", {})
-        hardware = env.get("gpu") or f"{env.get('cpu_count')} CPU cores, {env.get('torch_threads')} threads"
+        # CPU timings depend on the threads as much as on the cores
+        where = env.get("gpu") or f"{hardware(env)}, {env.get('torch_threads')} threads"
         for res in rec.get("results", []):
-            rows.append({"file": path.name, "hardware": hardware, "commit": (env.get("commit") or "")[:8],
+            rows.append({"file": path.name, "hardware": where, "commit": (env.get("commit") or "")[:8],
                          **res})
     return rows
 
@@ -109,8 +115,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
         walls = [r["wall_time_s"]["pretrain"] + r["wall_time_s"]["kmeans"] + r["wall_time_s"]["cluster"]
                  for r in decs_runs]
         row["decs_wall_min"] = mean_std(w / 60 for w in walls)
-        envs = {r["environment"].get("gpu") or f"{r['environment'].get('cpu_count')} CPU cores"
-                for r in decs_runs + dec_runs}
+        envs = {hardware(r["environment"]) for r in decs_runs + dec_runs}
         row["hardware"] = ", ".join(sorted(envs)) or "—"
         row["files"] = [r["path"] for r in decs_runs + dec_runs + raw_runs]
         rows.append(row)

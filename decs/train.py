@@ -310,7 +310,7 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
         steps = it - (state["history"][-1]["iteration"] if state["history"] else 0)
         record = {"iteration": it, "loss": round(float(loss_sum) / steps, 6) if steps > 0 else None,
                   "delta_label": round(delta, 6),
-                  # an emptied cluster is how DECS degrades (its loss is lowest with one cluster)
+                  # an emptied cluster is how DECS degrades (nothing in its loss resists one)
                   "cluster_sizes": np.bincount(labels, minlength=centroids.shape[0]).tolist()}
         if y is not None:
             record.update(evaluate(y, labels))
@@ -496,8 +496,9 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
     t_start = time.perf_counter()
     environment = environment_info(device)
     x = x.to(device)
-    fitted = fit_clusters(x, int(len(np.unique(y))), cfg, method, seed, y, checkpoint_dir, progress, on_eval, tag)
-    res, n_clusters = fitted.result, int(len(np.unique(y)))
+    n_clusters = int(len(np.unique(y)))
+    fitted = fit_clusters(x, n_clusters, cfg, method, seed, y, checkpoint_dir, progress, on_eval, tag)
+    res = fitted.result
     evals = [h for h in res.history if "acc" in h]
     best = max(evals, key=lambda h: h["acc"])
     record = {

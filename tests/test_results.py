@@ -36,6 +36,8 @@ def test_summary_is_mean_std_over_records(tmp_path):
     assert usps["dec_acc"] == (pytest.approx(0.80), 0.0, 1)
     assert usps["kmeans_raw_acc"][0] == pytest.approx(0.65)
     assert usps["decs_wall_min"][0] == pytest.approx(2.0)
+    assert usps["hardware"] == "2 CPU cores" == results.hardware({"cpu_count": 2})
+    assert results.hardware({"cpu_count": 16, "gpu": "NVIDIA H200"}) == "NVIDIA H200"
     assert results.fmt(*usps["decs_acc"]) == "0.920 ± 0.016 (3)"
     assert results.fmt(*rows[0]["dec_acc"]) == "—"
 
