@@ -161,14 +161,18 @@ def _batches(n: int, batch_size: int):
 # -------------------------------------------------------------------------- pretraining
 def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: torch.Generator,
              checkpoint: Path | None = None, progress: bool = True,
-             on_epoch: Callable[[int, float], None] | None = None, key: dict | None = None
-             ) -> tuple[list[float], float]:
+             on_epoch: Callable[[int, float], None] | None = None, key: dict | None = None,
+             snapshots: tuple[int, ...] = ()) -> tuple[list[float], float]:
     """Pretrain the autoencoder: Adam on the mean-squared error of reconstructing each augmented
     image (input and target are the same augmented image), ``cfg.pretrain_epochs`` epochs over
     shuffled data. Returns the mean loss of each epoch and the seconds spent pretraining
     (summed over interrupted sessions). Resumes from ``checkpoint``, which must
     have been written with the same ``key`` (the settings that determine the result).
-    Derived in :doc:`/book/03_representation_learning`.
+    At each epoch count in ``snapshots`` a copy of the checkpoint is kept beside it as
+    ``pretrain-epoch<E>.pt``, its key saying ``pretrain_epochs=E``: Adam runs at a constant
+    learning rate, so it is exactly the end of an E-epoch pretraining with the same seed (the
+    pretraining-length study starts DECS from these). Derived in
+    :doc:`/book/03_representation_learning`.
     """
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses: list[float] = []
@@ -202,10 +206,14 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
         losses.append(float(total) / n)
         bar.set_postfix(mse=f"{losses[-1]:.5f}")
         done = len(losses) == cfg.pretrain_epochs
-        if done or len(losses) % 10 == 0:
-            _save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "generator": generator.get_state(), "losses": losses, "key": key,
-                               "seconds": time.perf_counter() - t0})
+        if done or len(losses) % 10 == 0 or len(losses) in snapshots:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "generator": generator.get_state(), "losses": losses, "key": key,
+                     "seconds": time.perf_counter() - t0}
+            _save(checkpoint, state)
+            if checkpoint is not None and len(losses) in snapshots:
+                _save(Path(checkpoint).with_name(f"pretrain-epoch{len(losses)}.pt"),
+                      {**state, "key": {**(key or {}), "pretrain_epochs": len(losses)}})
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
     return losses, time.perf_counter() - t0
@@ -415,6 +423,10 @@ PRETRAIN_FIELDS = ("subset", "pretrain_epochs", "batch_size", "lr", "augment", "
                    "filters", "embedding_dim")
 
 
+# Pretraining lengths kept as snapshots of a longer pretraining (the cpu profile's 200 among them).
+PRETRAIN_SNAPSHOTS = (50, 100, 200, 300)
+
+
 def _pretrain_key(cfg: Config, seed: int, n: int, shape) -> dict:
     return {"seed": seed, "n": n, "shape": list(shape), **{k: getattr(cfg, k) for k in PRETRAIN_FIELDS}}
 
@@ -432,8 +444,9 @@ def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
     model = ConvAutoencoder(tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(x.device)
     path = Path(checkpoint_dir) / "pretrain.pt" if checkpoint_dir is not None else None
     key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
+    keep = tuple(e for e in PRETRAIN_SNAPSHOTS if e < cfg.pretrain_epochs)
     losses, seconds = pretrain(model, x, cfg, make_generator(x.device, seed), checkpoint=path,
-                               progress=progress, key=key)
+                               progress=progress, key=key, snapshots=keep)
     if cfg.recalibrate_bn:
         recalibrate_batchnorm(model, x, cfg.eval_batch_size)
     return model, losses, seconds

@@ -194,3 +194,23 @@ def test_continuing_a_finished_run_equals_one_longer_run(blobs, tiny_cfg, tmp_pa
         assert its == sorted(set(its)), f"duplicate evaluations: {its}"
         assert continued.record["history"] == longer.record["history"]
         assert np.array_equal(continued.labels, longer.labels)
+
+
+def test_pretraining_snapshot_is_the_shorter_pretraining(blobs, tiny_cfg, tmp_path):
+    """A snapshot kept at epoch 2 of a 3-epoch pretraining is exactly a 2-epoch pretraining
+    (constant learning rate, one random stream), and its key says so."""
+    x = torch.as_tensor(blobs[0])
+    torch.manual_seed(0)
+    long = ConvAutoencoder(tuple(x.shape[1:]))
+    pretrain(long, x, tiny_cfg.replace(pretrain_epochs=3), make_generator(torch.device("cpu"), 0),
+             checkpoint=tmp_path / "pretrain.pt", progress=False, key={"pretrain_epochs": 3}, snapshots=(2,))
+    snap = torch.load(tmp_path / "pretrain-epoch2.pt", weights_only=False)
+    assert snap["key"] == {"pretrain_epochs": 2} and len(snap["losses"]) == 2
+    torch.manual_seed(0)
+    short = ConvAutoencoder(tuple(x.shape[1:]))
+    losses, _ = pretrain(short, x, tiny_cfg.replace(pretrain_epochs=2), make_generator(torch.device("cpu"), 0),
+                         progress=False)
+    assert snap["losses"] == losses
+    for name, value in short.state_dict().items():
+        assert torch.equal(snap["model"][name], value), name
+    assert any(not torch.equal(a, b) for a, b in zip(long.state_dict().values(), short.state_dict().values()))
