@@ -7,11 +7,14 @@ Examples::
     python -m decs train --dataset usps --profile paper --resume  # continue an interrupted run
     python -m decs train --dataset usps --set maxiter=500 lam=0.2 # change config fields
     python -m decs evaluate --dataset usps                       # score the last checkpoint
+    python -m decs evaluate --record results/usps/decs/cpu-seed0.json   # re-score a committed record
     python -m decs reproduce --dataset usps --seeds 0 1 2        # every row of the table for USPS
     python -m decs sweep --dataset usps --profile cpu            # DECS over a grid of α and λ
 
 Checkpoints go to ``checkpoints/<dataset>/<profile>-seed<seed>/`` (``DECS_CHECKPOINTS``
-overrides the root) and run records to ``results/<dataset>/<method>/<profile>-seed<seed>.json``.
+overrides the root) and run records to ``results/<dataset>/<method>/<profile>-seed<seed>.json``,
+with the model files of seed 0 beside them (``--model-files``). A run never overwrites another
+run's record: it refuses before training unless ``--replace`` is given.
 """
 from __future__ import annotations
 
@@ -29,8 +32,14 @@ import torch
 from . import data
 from .config import METHODS, PROFILES, Config, get_config
 from .metrics import evaluate
+from .results import ModelFileError, load_model_files, save_model_files
 from .train import (PRETRAIN_FIELDS, REPO_ROOT, environment_info, get_device, predict, pretrained_autoencoder,
                     run, write_record)
+
+# Re-scoring a record on another kind of device than the one that trained it: float
+# arithmetic differs in the last bits, and samples that sit on a boundary between two
+# clusters may change sides. Measured on the committed records: a handful of samples.
+CROSS_DEVICE_TOLERANCE = 0.002
 
 
 def _parse_overrides(pairs: list[str]) -> dict:
@@ -71,10 +80,16 @@ def run_name(cfg: Config, seed: int) -> str:
     return f"{cfg.profile}-seed{seed}{_changes(cfg)}"
 
 
+def pretraining_name(cfg: Config, seed: int) -> str:
+    """``<profile>-seed<seed>`` and the pretraining settings that differ from the profile: the
+    name of one pretraining (its checkpoint folder and its model file)."""
+    return f"{cfg.profile}-seed{seed}{_changes(cfg, PRETRAIN_FIELDS)}"
+
+
 def checkpoint_dir(dataset: str, cfg: Config, seed: int) -> Path:
     """One folder per pretraining: runs that change only clustering settings share it."""
     root = Path(os.environ.get("DECS_CHECKPOINTS", REPO_ROOT / "checkpoints"))
-    return root / dataset / f"{cfg.profile}-seed{seed}{_changes(cfg, PRETRAIN_FIELDS)}"
+    return root / dataset / pretraining_name(cfg, seed)
 
 
 def cluster_tag(cfg: Config) -> str:
@@ -82,8 +97,15 @@ def cluster_tag(cfg: Config) -> str:
     return _changes(cfg, [f.name for f in dataclasses.fields(Config) if f.name not in PRETRAIN_FIELDS])
 
 
-def record_path(dataset: str, method: str, cfg: Config, seed: int, results: Path) -> Path:
-    return results / dataset / method / f"{run_name(cfg, seed)}.json"
+def record_path(dataset: str, method: str, cfg: Config, seed: int, results: Path, name: str | None = None) -> Path:
+    return results / dataset / method / f"{name or run_name(cfg, seed)}.json"
+
+
+def refuse_overwrite(path: Path, replace: bool) -> None:
+    """A run never overwrites another run's record: stop before any training, unless asked."""
+    if path.exists() and not replace:
+        raise SystemExit(f"{path} already holds a run's record; a run never overwrites another. Pass "
+                         "--replace to replace it (say why in the commit), or --results DIR to write elsewhere.")
 
 
 def _load_data(dataset: str, cfg: Config, seed: int):
@@ -100,8 +122,14 @@ def cmd_pretrain(args, cfg: Config) -> None:
                       "seconds": round(seconds, 1), "checkpoint": str(ck / "pretrain.pt")}))
 
 
-def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = None) -> dict:
+def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = None,
+              name: str | None = None) -> dict:
     method, seed = method or args.method, args.seed if seed is None else seed
+    path = record_path(args.dataset, method, cfg, seed, Path(args.results), name)
+    if args.skip_done and path.exists() and not args.replace:
+        print(f"[decs] {path} exists: skipped", file=sys.stderr)
+        return json.loads(path.read_text())
+    refuse_overwrite(path, args.replace)
     x, y = _load_data(args.dataset, cfg, seed)
     ck = checkpoint_dir(args.dataset, cfg, seed)
     tag = cluster_tag(cfg)
@@ -113,13 +141,50 @@ def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = N
                  dataset=args.dataset, progress=not args.quiet, tag=tag)
     rec = result.record
     rec["command"] = "python -m decs " + " ".join(sys.argv[1:])
-    path = write_record(rec, record_path(args.dataset, method, cfg, seed, Path(args.results)))
+    protocol_seed0 = seed == 0 and "+" not in path.stem
+    if args.model_files == "all" or args.model_files == "auto" and protocol_seed0:
+        save_model_files(result, path, pretraining_name(cfg, seed), Path(args.results), args.replace)
+    write_record(rec, path)
     print(json.dumps({"record": str(path), "final": rec["final"], "kmeans_on_embedding": rec["kmeans_on_embedding"],
                       "wall_time_s": rec["wall_time_s"]}))
     return rec
 
 
+def evaluate_record(path: Path | str, device: str | None = None, results: Path | None = None) -> dict:
+    """Re-score a record from its model files (sha256 checked): the final ACC/NMI/ARI now and
+    in the record, and whether they agree — within one sample (1/n) on the kind of device that
+    trained it, within :data:`CROSS_DEVICE_TOLERANCE` on another."""
+    path = Path(path)
+    rec = json.loads(path.read_text())
+    root = Path(results) if results is not None else path.resolve().parents[2]
+    dev = get_device(device)
+    nets = load_model_files(rec, root, dev)
+    cfg = Config(**{**rec["config"], "filters": tuple(rec["config"]["filters"])})
+    x, y = _load_data(rec["dataset"], cfg, rec["seed"])
+    _, labels = predict(nets["encoder"], nets["centroids"], x.to(dev), nets["alpha"], cfg.eval_batch_size)
+    now = evaluate(y, labels.cpu().numpy())
+    trained_on = torch.device(rec["environment"]["device"]).type
+    tol = 1.0 / len(y) if trained_on == dev.type else CROSS_DEVICE_TOLERANCE
+    diff = max(abs(now[k] - rec["final"][k]) for k in ("acc", "nmi", "ari"))
+    return {"record": str(path), "device": str(dev), "trained_on": rec["environment"]["device"],
+            "recorded": {k: rec["final"][k] for k in ("acc", "nmi", "ari")}, "now": now,
+            "max_difference": round(diff, 6), "tolerance": round(tol, 6), "agrees": diff <= tol + 1e-12}
+
+
 def cmd_evaluate(args, cfg: Config) -> None:
+    if args.record:
+        try:
+            out = evaluate_record(args.record, args.device)
+        except ModelFileError as e:
+            raise SystemExit(str(e))
+        print(json.dumps(out))
+        if not out["agrees"]:
+            raise SystemExit(f"{args.record}: re-scored {out['now']} differs from the record's {out['recorded']} "
+                             f"by {out['max_difference']} > {out['tolerance']} (tolerance on "
+                             f"{'the same kind of device' if out['device'].split(':')[0] == out['trained_on'].split(':')[0] else 'another device'}).")
+        return
+    if not args.dataset:
+        raise SystemExit("evaluate needs --dataset (to score the last checkpoint) or --record RECORD.json.")
     x, y = _load_data(args.dataset, cfg, args.seed)
     device = get_device(args.device)
     ck = checkpoint_dir(args.dataset, cfg, args.seed)
@@ -136,10 +201,15 @@ def cmd_evaluate(args, cfg: Config) -> None:
                       **evaluate(y, labels.cpu().numpy())}))
 
 
-def kmeans_raw(dataset: str, cfg: Config, seed: int, results: Path) -> dict:
+def kmeans_raw(dataset: str, cfg: Config, seed: int, results: Path, replace: bool = False,
+               skip_done: bool = False) -> dict:
     """The reference row every deep-clustering table has: k-means on raw pixels."""
     from sklearn.cluster import KMeans
 
+    path = record_path(dataset, "kmeans-raw", cfg, seed, results)
+    if skip_done and path.exists() and not replace:
+        return json.loads(path.read_text())
+    refuse_overwrite(path, replace)
     x, y = _load_data(dataset, cfg, seed)
     t0 = time.perf_counter()
     km = KMeans(n_clusters=len(np.unique(y)), n_init=cfg.kmeans_n_init, random_state=seed)
@@ -150,7 +220,7 @@ def kmeans_raw(dataset: str, cfg: Config, seed: int, results: Path) -> dict:
            "environment": environment_info(torch.device("cpu")),
            "command": "python -m decs " + " ".join(sys.argv[1:]),
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_record(rec, record_path(dataset, "kmeans-raw", cfg, seed, results))
+    write_record(rec, path)
     return rec
 
 
@@ -158,17 +228,25 @@ def cmd_reproduce(args, cfg: Config) -> None:
     """Every row of the results table for one dataset: k-means on pixels, then DECS and DEC
     (which share each seed's pretrained autoencoder; its k-means row is in their records)."""
     for seed in args.seeds:
-        rec = kmeans_raw(args.dataset, cfg, seed, Path(args.results))
+        rec = kmeans_raw(args.dataset, cfg, seed, Path(args.results), args.replace, args.skip_done)
         print(json.dumps({"kmeans-raw": rec["final"], "seed": seed}))
         for method in args.methods:
             cmd_train(args, cfg, method=method, seed=seed)
+
+
+def sweep_name(cfg: Config, seed: int) -> str:
+    """A grid cell's record name: both α and λ always written, so no cell (the profile's own
+    α and λ included) takes the protocol run's name."""
+    rest = _changes(cfg, [f.name for f in dataclasses.fields(Config) if f.name not in ("alpha", "lam")])
+    return f"{cfg.profile}-seed{seed}+alpha={cfg.alpha}+lam={cfg.lam}{rest}"
 
 
 def cmd_sweep(args, cfg: Config) -> None:
     """DECS over a grid of α and λ from one pretrained autoencoder (the paper's Figure 4)."""
     for alpha in args.alphas:
         for lam in args.lams:
-            cmd_train(args, cfg.replace(alpha=alpha, lam=lam), method="decs")
+            c = cfg.replace(alpha=alpha, lam=lam)
+            cmd_train(args, c, method="decs", name=sweep_name(c, args.seed))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -176,12 +254,20 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("pretrain", "train", "evaluate", "reproduce", "sweep"):
         p = sub.add_parser(name)
-        p.add_argument("--dataset", required=True, help=f"one of {list(data.DATASETS)}")
+        p.add_argument("--dataset", required=name != "evaluate", help=f"one of {list(data.DATASETS)}")
         p.add_argument("--profile", choices=PROFILES, default=None, help="default: DECS_PROFILE, else cpu")
         p.add_argument("--device", default=None, help="default: DECS_DEVICE, else cuda if available, else cpu")
         p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override config fields")
         p.add_argument("--results", default=str(REPO_ROOT / "results"), help="where run records go")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if name in ("train", "reproduce", "sweep"):
+            p.add_argument("--replace", action="store_true", help="replace an existing record of the same name")
+            p.add_argument("--model-files", choices=("auto", "all", "none"), default="auto",
+                           help="write the run's model files beside its record: auto = protocol runs of seed 0")
+        if name == "evaluate":
+            p.add_argument("--record", default=None, help="re-score this record from its model files")
+        if name in ("train", "reproduce", "sweep"):
+            p.add_argument("--skip-done", action="store_true", help="skip a run whose record exists")
         if name == "sweep":
             p.add_argument("--alphas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0])
             p.add_argument("--lams", type=float, nargs="+", default=[0.01, 0.04, 0.1, 0.4, 1.0, 4.0])
@@ -193,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--method", choices=METHODS, default="decs")
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
-    args.dataset = data.canonical_name(args.dataset)
+    if args.dataset:
+        args.dataset = data.canonical_name(args.dataset)
     cfg = get_config(args.profile, **_parse_overrides(args.set))
     {"pretrain": cmd_pretrain, "train": cmd_train, "evaluate": cmd_evaluate,
      "reproduce": cmd_reproduce, "sweep": cmd_sweep}[args.command](args, cfg)

@@ -120,3 +120,117 @@ def summary_rows(records: list[dict]) -> list[dict]:
         row["files"] = [r["path"] for r in decs_runs + dec_runs + raw_runs]
         rows.append(row)
     return rows
+
+
+# ------------------------------------------------------------------------------ model files
+# Beside a record the book shows: the final encoder and centroids (``<run>.pt``, with the
+# embeddings kept at a few stages of the run) and the pretrained autoencoder it started from
+# (``<dataset>/pretrained/<run>.pt``, shared by the DECS and DEC runs of one pretraining).
+# State dicts only, no optimiser state; the record names each with its sha256.
+MODEL_FORMAT = 1
+
+
+class ModelFileError(RuntimeError):
+    """A record's model file is missing, or is not the file the record was written with."""
+
+
+def sha256(path: Path | str) -> str:
+    """The sha256 of a file, in hex."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _same_tensors(a: dict, b: dict) -> bool:
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _write_model_file(payload: dict, path: Path, root: Path, replace: bool, compare: str) -> dict:
+    """Save ``payload`` at ``path`` unless the file there already holds the same tensors
+    (``payload[compare]``): then the existing file is kept. A different file there is another
+    run's: refused unless ``replace``. Returns ``{"path": relative to root, "sha256": ...}``."""
+    import torch
+
+    if path.exists() and not replace:
+        old = torch.load(path, map_location="cpu", weights_only=False)
+        if not _same_tensors(old[compare], payload[compare]):
+            raise FileExistsError(f"{path} holds another run's network; pass --replace to replace it "
+                                  "(and its records), or write the run elsewhere with --results.")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    return {"path": path.relative_to(root).as_posix(), "sha256": sha256(path), "bytes": path.stat().st_size}
+
+
+def save_model_files(result, record_path: Path | str, pretrained_name: str, root: Path | str = RESULTS,
+                     replace: bool = False) -> dict:
+    """Write a finished run's model files and name them in its record (``record["model_files"]``).
+
+    ``result`` is a :class:`decs.train.RunResult`; the final file goes beside ``record_path``
+    (same name, ``.pt``), the pretrained autoencoder to ``<root>/<dataset>/pretrained/<pretrained_name>.pt``.
+    Call before :func:`decs.train.write_record`. Used by ``python -m decs train``; loaded by
+    :func:`load_model_files` (chapters 03, 04, 08 and ``python -m decs evaluate --record``).
+    """
+    root, record_path = Path(root), Path(record_path)
+    rec = result.record
+    net = {"input_shape": list(result.model.input_shape), "filters": list(rec["config"]["filters"]),
+           "embedding_dim": rec["config"]["embedding_dim"]}
+    alpha = rec["config"]["alpha"] if rec["method"] == "decs" else rec["config"]["dec_alpha"]
+    final = {"format": MODEL_FORMAT, **net, "alpha": alpha,
+             "encoder": {k: v.detach().cpu() for k, v in result.model.encoder.state_dict().items()},
+             "centroids": result.centroids.detach().cpu(), "stages": result.stages}
+    pre = {"format": MODEL_FORMAT, **net, "autoencoder": result.pretrained}
+    files = {"pretrained": _write_model_file(pre, root / rec["dataset"] / "pretrained" / f"{pretrained_name}.pt",
+                                             root, replace, "autoencoder"),
+             "final": _write_model_file(final, record_path.with_suffix(".pt"), root, True, "encoder")}
+    rec["model_files"] = files
+    return files
+
+
+def _checked(entry: dict, root: Path) -> Path:
+    path = root / entry["path"]
+    if not path.exists():
+        raise ModelFileError(f"{path} is missing: the record names it (sha256 {entry['sha256']}) but it is not "
+                             "on this machine. Only seed 0 of each protocol run has its model files in "
+                             "the repository; re-run the record's command to make the others.")
+    digest = sha256(path)
+    if digest != entry["sha256"]:
+        raise ModelFileError(f"{path} has sha256 {digest}, the record says {entry['sha256']}: it is not "
+                             "the network this record was written with.")
+    return path
+
+
+def load_model_files(record: dict, root: Path | str = RESULTS, device="cpu") -> dict:
+    """The networks a record's model files hold, each file checked against its sha256:
+    ``pretrained`` (the :class:`decs.models.ConvAutoencoder` after pretraining), ``encoder`` (the
+    final encoder), ``centroids``, ``alpha`` and ``stages`` (embeddings kept during the run).
+    Raises :class:`ModelFileError` with what to do when a file is missing or differs.
+    Used in :doc:`/book/08_training_usps`."""
+    import torch
+
+    from .models import ConvAutoencoder
+
+    if "model_files" not in record:
+        raise ModelFileError(f"the record {record.get('path', '')} names no model files (written before "
+                             "they existed, or a seed whose files were not kept).")
+    root = Path(root)
+    files = record["model_files"]
+    pre = torch.load(_checked(files["pretrained"], root), map_location=device, weights_only=False)
+    fin = torch.load(_checked(files["final"], root), map_location=device, weights_only=False)
+    shape = (tuple(pre["input_shape"]), tuple(pre["filters"]), pre["embedding_dim"])
+    pretrained = ConvAutoencoder(*shape).to(device)
+    pretrained.load_state_dict(pre["autoencoder"])
+    final = ConvAutoencoder(*shape).to(device)
+    final.encoder.load_state_dict(fin["encoder"])
+    for net in (pretrained, final):
+        net.eval()
+    return {"pretrained": pretrained, "encoder": final.encoder, "centroids": fin["centroids"].to(device),
+            "alpha": fin["alpha"], "stages": fin["stages"]}

@@ -36,7 +36,7 @@ from . import dec as dec_math
 from .config import METHODS, Config
 from .metrics import evaluate
 from .models import ConvAutoencoder
-from .stability import instability, otsu_threshold, soft_assign
+from .stability import determinacy, instability, otsu_threshold, sample_stability, soft_assign
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -241,6 +241,66 @@ class ClusterResult:
     iterations: int = 0
     stopped_early: bool = False
     seconds: float = 0.0  # time spent clustering, summed over interrupted sessions
+    stages: dict = field(default_factory=dict)  # sample indices, iterations, embeddings z and centroids
+
+
+class _Trace:
+    """What the clustering loop saw at each iteration since the last evaluation, kept on the
+    training device (reading a number back every step would stall a GPU) and summarised at the
+    evaluation. Cheap: a few operations on the B×k batch. Read in :doc:`/book/dying_clusters`.
+
+    * ``t_mean``, ``t_min``, ``t_max``: Otsu's thresholds t of the batches (DECS);
+      ``t_clamped``: how many of them hit the clamp of :func:`decs.stability.otsu_threshold`
+      (the authors' rule would have returned t = 0 or 1 there);
+    * ``neg_weight_share``: the mean share of a batch's samples whose code-form weight
+      1 + 2(s_i − s̄) is negative (the loss then pushes their stability *down*; chapter 10);
+    * ``centroid_grad_norm``: the mean norm ‖∂L/∂m_j‖ of each centroid's gradient.
+    """
+
+    def __init__(self, k: int, device: torch.device, bins: int):
+        self.k, self.device, self.bins = k, device, bins
+        self.reset()
+
+    def state_dict(self) -> dict:  # kept in checkpoints: a resumed run reports the same numbers
+        return {"steps": self.steps, "ts": [t.cpu() for t in self.ts], "neg": self.neg.cpu(),
+                "grad": self.grad.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = state["steps"]
+        self.ts = [t.to(self.device) for t in state["ts"]]
+        self.neg, self.grad = state["neg"].to(self.device), state["grad"].to(self.device)
+
+    def reset(self) -> None:
+        self.steps = 0
+        self.ts: list[torch.Tensor] = []
+        self.neg = torch.zeros((), device=self.device)
+        self.grad = torch.zeros(self.k, device=self.device)
+
+    @torch.no_grad()
+    def add(self, q: torch.Tensor, t, cfg: Config, grad: torch.Tensor | None) -> None:
+        self.steps += 1
+        if grad is not None:
+            self.grad += grad.norm(dim=1)
+        if t is None:  # DEC: no threshold, no stability weights
+            return
+        self.ts.append(torch.as_tensor(t, dtype=torch.float64, device=self.device).reshape(()))
+        if cfg.form == "code":
+            s = sample_stability(determinacy(q, t, "linear"), cfg.lam)
+            self.neg += (1 + 2 * (s - s.mean()) < 0).float().mean()
+
+    def summary(self) -> dict:
+        if self.steps == 0:
+            return {}
+        out = {"centroid_grad_norm": [float(f"{v:.4g}") for v in (self.grad / self.steps).tolist()]}
+        if self.ts:
+            t = torch.stack(self.ts)
+            half_bin = 0.5 / self.bins
+            out.update(t_mean=round(float(t.mean()), 5), t_min=round(float(t.min()), 5),
+                       t_max=round(float(t.max()), 5),
+                       t_clamped=int(((t <= half_bin + 1e-12) | (t >= 1 - half_bin - 1e-12)).sum()),
+                       neg_weight_share=round(float(self.neg) / self.steps, 5))
+        self.reset()
+        return out
 
 
 def _threshold(encoder, xb, centroids, cfg: Config, q_train: torch.Tensor) -> torch.Tensor | float:
@@ -261,7 +321,9 @@ def _threshold(encoder, xb, centroids, cfg: Config, q_train: torch.Tensor) -> to
 def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: Config,
             generator: torch.Generator, method: str = "decs", y: np.ndarray | None = None,
             checkpoint: Path | None = None, progress: bool = True,
-            on_eval: Callable[[dict], None] | None = None, key: dict | None = None) -> ClusterResult:
+            on_eval: Callable[[dict, torch.Tensor, torch.Tensor], None] | None = None,
+            key: dict | None = None, stages: tuple[int, ...] = (), stage_samples: int = 2000
+            ) -> ClusterResult:
     """The clustering stage: mini-batch Adam on encoder and centroids, the decoder dropped.
 
     ``method="decs"``: minimise the instability loss (:func:`decs.stability.instability`)
@@ -271,7 +333,17 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
 
     At every evaluation, labels argmax_j q_ij of the clean data are predicted (and scored
     when ``y`` is given) and appended to the history; a last evaluation follows the last
-    iteration. Resumes from ``checkpoint``, which must have been written with the same ``key``.
+    iteration. ``on_eval(record, z, centroids)`` is called after each evaluation with the
+    record, the clean data's embedding and the centroids. At the evaluations in ``stages`` (and
+    at the last one) the embedding of a fixed random ``stage_samples`` of the data and the
+    centroids are kept in :attr:`ClusterResult.stages` (the t-SNE stages of chapter 08).
+
+    Every evaluation of a DECS run also records what happened since the last one
+    (:func:`_diagnostics`): Otsu's thresholds, the soft mass of each cluster, the share of
+    negative code-form weights and the norm of each centroid's gradient (chapter
+    :doc:`/book/dying_clusters` reads them).
+
+    Resumes from ``checkpoint``, which must have been written with the same ``key``.
     Derived in :doc:`/book/07_instability_loss` and
     :doc:`/book/04_dec_pseudo_targets`.
     """
@@ -285,7 +357,9 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     batches = _batches(n, cfg.batch_size)
     # Everything besides weights and optimiser that the loop needs to continue exactly.
     state = {"iteration": 0, "history": [], "labels_last": None, "order": torch.arange(n),
-             "loss_sum": 0.0, "target": None, "stopped_early": False, "seconds": 0.0}
+             "loss_sum": 0.0, "target": None, "stopped_early": False, "seconds": 0.0,
+             "stages": {"indices": torch.from_numpy(np.sort(np.random.default_rng(0).choice(
+                 n, min(n, stage_samples), replace=False))), "iterations": [], "z": [], "centroids": []}}
     saved = _load(checkpoint)
     if saved is not None and saved.get("key") != key:
         raise ValueError(f"{checkpoint} holds a clustering run with other settings ({saved.get('key')}); "
@@ -300,34 +374,47 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     order = state["order"].to(x.device)
     target = None if state["target"] is None else state["target"].to(x.device)  # DEC's P
     loss_sum = torch.tensor(state["loss_sum"], device=x.device)
+    trace = _Trace(centroids.shape[0], x.device, cfg.otsu_bins)  # per-iteration diagnostics since the last evaluation
+    if "trace" in state:
+        trace.load_state_dict(state["trace"])
     t0 = time.perf_counter() - state["seconds"]
 
     def snapshot(it: int) -> None:
         state.update(iteration=it, order=order.cpu(), loss_sum=float(loss_sum),
-                     seconds=time.perf_counter() - t0,
+                     seconds=time.perf_counter() - t0, trace=trace.state_dict(),
                      target=None if target is None else target.cpu())
         _save(checkpoint, {"encoder": encoder.state_dict(), "centroids": centroids.detach().cpu(),
                            "optimizer": opt.state_dict(), "generator": generator.get_state(),
                            "state": state, "key": key})
 
+    def keep_stage(it: int, z_all: torch.Tensor) -> None:
+        keep = state["stages"]
+        keep["iterations"].append(it)
+        keep["z"].append(z_all[keep["indices"].to(x.device)].cpu())
+        keep["centroids"].append(centroids.detach().cpu().clone())
+
     def evaluate_all(it: int) -> tuple[torch.Tensor, float]:
-        q_all, labels = predict(encoder, centroids, x, alpha, cfg.eval_batch_size)
-        labels = labels.cpu().numpy()
+        z_all = embed(encoder, x, cfg.eval_batch_size)
+        q_all = soft_assign(z_all, centroids.detach(), alpha)
+        labels = q_all.argmax(dim=1).cpu().numpy()
         last = state["labels_last"]
         delta = 1.0 if last is None else float(np.mean(labels != last))
         steps = it - (state["history"][-1]["iteration"] if state["history"] else 0)
         record = {"iteration": it, "loss": round(float(loss_sum) / steps, 6) if steps > 0 else None,
                   "delta_label": round(delta, 6),
                   # an emptied cluster is how DECS degrades (nothing in its loss resists one)
-                  "cluster_sizes": np.bincount(labels, minlength=centroids.shape[0]).tolist()}
+                  "cluster_sizes": np.bincount(labels, minlength=centroids.shape[0]).tolist(),
+                  "soft_mass": [round(v, 2) for v in q_all.sum(0).tolist()], **trace.summary()}
         if y is not None:
             record.update(evaluate(y, labels))
             bar.set_postfix(acc=record["acc"], nmi=record["nmi"])
         state["history"].append(record)
         state["labels_last"] = labels
         loss_sum.zero_()
+        if it in stages or it >= cfg.maxiter:
+            keep_stage(it, z_all)
         if on_eval is not None:
-            on_eval(record)
+            on_eval(record, z_all, centroids.detach())
         return q_all, delta
 
     it = start = state["iteration"]
@@ -358,22 +445,26 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
         xb = augment(x[idx], generator, cfg.shift, cfg.rotation) if cfg.augment else x[idx]
         q = soft_assign(encoder(xb), centroids, alpha)
         if method == "decs":
-            loss = instability(q, _threshold(encoder, xb, centroids, cfg, q), cfg.lam, cfg.form)
+            t = _threshold(encoder, xb, centroids, cfg, q)
+            loss = instability(q, t, cfg.lam, cfg.form)
         else:
             loss = dec_math.kl_loss(target[idx], q)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        trace.add(q.detach(), t if method == "decs" else None, cfg, centroids.grad)
         opt.step()
         loss_sum += loss.detach()
         it += 1
         bar.update(1)
     if not state["history"] or state["history"][-1]["iteration"] != it:
         evaluate_all(it)
+    if state["stages"]["iterations"][-1:] != [it]:  # DEC stopped early: keep where it ended
+        keep_stage(it, embed(encoder, x, cfg.eval_batch_size))
     bar.close()
     snapshot(it)
     return ClusterResult(encoder=encoder, centroids=centroids.detach(), labels=state["labels_last"],
                          history=state["history"], iterations=it, stopped_early=state["stopped_early"],
-                         seconds=state["seconds"])
+                         seconds=state["seconds"], stages=state["stages"])
 
 
 # ---------------------------------------------------------------------------- a full run
@@ -416,6 +507,8 @@ class RunResult:
     centroids: torch.Tensor
     labels: np.ndarray
     record: dict
+    pretrained: dict  # the autoencoder's state dict after pretraining
+    stages: dict      # embeddings of a sample of the data at a few evaluations (ClusterResult.stages)
 
 
 # The settings that determine a pretrained autoencoder: runs that agree on them share it.
@@ -457,6 +550,7 @@ class Fitted:
     """The outcome of :func:`fit_clusters`: the trained network and what each stage produced."""
     model: ConvAutoencoder
     result: ClusterResult
+    pretrained: dict  # the autoencoder's state dict after pretraining (on the CPU), before clustering
     pretrain_loss: list[float]
     pretrain_seconds: float
     kmeans_labels: np.ndarray
@@ -465,8 +559,8 @@ class Fitted:
 
 def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "decs", seed: int = 0,
                  y: np.ndarray | None = None, checkpoint_dir: Path | str | None = None,
-                 progress: bool = True, on_eval: Callable[[dict], None] | None = None,
-                 tag: str = "") -> Fitted:
+                 progress: bool = True, on_eval: Callable[[dict, torch.Tensor, torch.Tensor], None] | None = None,
+                 tag: str = "", stages: tuple[int, ...] = ()) -> Fitted:
     """The whole method on images ``x`` (already on the training device): pretrain (or reuse a
     pretrained autoencoder), initialise the centroids with k-means on the embedding, cluster.
     ``y`` is only used to score the evaluations. The clustering checkpoint is
@@ -476,6 +570,7 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress)
+    pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
     z = embed(model.encoder, x, cfg.eval_batch_size)
     centroids, km_labels = kmeans_init(z, n_clusters, cfg.kmeans_n_init, seed)
@@ -487,14 +582,14 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
            **{k: v for k, v in cfg.to_dict().items() if k not in bookkeeping}}
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
-                  on_eval=on_eval, key=key)
-    return Fitted(model, res, losses, t_pre, km_labels, t_km)
+                  on_eval=on_eval, key=key, stages=stages)
+    return Fitted(model, res, pretrained, losses, t_pre, km_labels, t_km)
 
 
 def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed: int = 0,
         device: str | torch.device | None = None, checkpoint_dir: Path | str | None = None,
         dataset: str | None = None, progress: bool = True,
-        on_eval: Callable[[dict], None] | None = None, tag: str = "") -> RunResult:
+        on_eval: Callable[[dict, torch.Tensor, torch.Tensor], None] | None = None, tag: str = "") -> RunResult:
     """A scored run on a labelled dataset: :func:`fit_clusters` plus a run record.
 
     With ``checkpoint_dir``, the pretrained autoencoder is saved there as ``pretrain.pt``
@@ -510,7 +605,9 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
     environment = environment_info(device)
     x = x.to(device)
     n_clusters = int(len(np.unique(y)))
-    fitted = fit_clusters(x, n_clusters, cfg, method, seed, y, checkpoint_dir, progress, on_eval, tag)
+    every = cfg.update_interval if method == "decs" else cfg.dec_update_interval
+    stages = tuple(0 if f == 0 else max(every, round(cfg.maxiter * f / every) * every) for f in (0, 1 / 3, 2 / 3))
+    fitted = fit_clusters(x, n_clusters, cfg, method, seed, y, checkpoint_dir, progress, on_eval, tag, stages)
     res = fitted.result
     evals = [h for h in res.history if "acc" in h]
     best = max(evals, key=lambda h: h["acc"])
@@ -533,7 +630,8 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
         "environment": environment,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return RunResult(model=fitted.model, centroids=res.centroids, labels=res.labels, record=record)
+    return RunResult(model=fitted.model, centroids=res.centroids, labels=res.labels, record=record,
+                     pretrained=fitted.pretrained, stages=res.stages)
 
 
 def write_record(record: dict, path: Path | str) -> Path:

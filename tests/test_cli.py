@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from decs import data
-from decs.__main__ import _parse_overrides, run_name
+from decs.__main__ import _parse_overrides, run_name, sweep_name
 from decs.config import get_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,9 +35,57 @@ def test_train_evaluate_and_resume(tmp_path):
     ev = _cli("evaluate", *args, tmp_path=tmp_path)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["acc"] == record["final"]["acc"]
-    again = _cli("train", *args, "--resume", tmp_path=tmp_path)  # finished run: resumes to the same end
+    refused = _cli("train", *args, "--resume", tmp_path=tmp_path)  # a record is never overwritten silently
+    assert refused.returncode != 0 and "--replace" in refused.stderr
+    again = _cli("train", *args, "--resume", "--replace", tmp_path=tmp_path)  # finished run: resumes to the same end
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout.strip().splitlines()[-1])["final"] == record["final"]
+
+
+@needs_usps
+def test_model_files_rescore_the_record_and_catch_a_changed_file(tmp_path):
+    args = ["--dataset", "usps", "--profile", "ci", "--set", "subset=300", "pretrain_epochs=2", "maxiter=30",
+            "kmeans_n_init=2", "--model-files", "all"]
+    for method in ("decs", "dec"):  # DEC reuses the pretrained file DECS wrote (same tensors)
+        out = _cli("train", *args, "--method", method, tmp_path=tmp_path)
+        assert out.returncode == 0, out.stderr
+    path = Path(json.loads(out.stdout.strip().splitlines()[-1])["record"])
+    record = json.loads(path.read_text())
+    files = record["model_files"]
+    assert (tmp_path / "res" / files["final"]["path"]).exists()
+    assert files["pretrained"]["path"] == "usps/pretrained/ci-seed0+subset=300+pretrain_epochs=2.pt"
+    ev = _cli("evaluate", "--record", str(path), tmp_path=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    out = json.loads(ev.stdout)
+    assert out["agrees"] and out["now"]["acc"] == record["final"]["acc"] and out["tolerance"] == round(1 / 300, 6)
+    # a model file that is not the one the record names: refused, loudly
+    with open(tmp_path / "res" / files["final"]["path"], "ab") as f:
+        f.write(b"x")
+    bad = _cli("evaluate", "--record", str(path), tmp_path=tmp_path)
+    assert bad.returncode != 0 and "sha256" in bad.stderr
+    (tmp_path / "res" / files["final"]["path"]).unlink()
+    gone = _cli("evaluate", "--record", str(path), tmp_path=tmp_path)
+    assert gone.returncode != 0 and "missing" in gone.stderr
+
+
+@needs_usps
+def test_a_wrong_record_fails_the_rescoring(tmp_path):
+    args = ["--dataset", "usps", "--profile", "ci", "--set", "subset=300", "pretrain_epochs=2", "maxiter=30",
+            "kmeans_n_init=2", "--model-files", "all"]
+    out = _cli("train", *args, tmp_path=tmp_path)
+    path = Path(json.loads(out.stdout.strip().splitlines()[-1])["record"])
+    record = json.loads(path.read_text())
+    record["final"]["acc"] += 2.0 / 300  # two samples' worth: more than the same-device tolerance
+    path.write_text(json.dumps(record))
+    ev = _cli("evaluate", "--record", str(path), tmp_path=tmp_path)
+    assert ev.returncode != 0 and "differs" in ev.stderr
+
+
+def test_sweep_cells_never_take_the_protocol_runs_name():
+    cfg = get_config("cpu")  # the profile's own α and λ: still tagged
+    assert sweep_name(cfg, 0) == "cpu-seed0+alpha=0.5+lam=0.4"
+    assert sweep_name(cfg.replace(alpha=2.0), 1) == "cpu-seed1+alpha=2.0+lam=0.4"
+    assert sweep_name(cfg.replace(maxiter=10), 0) == "cpu-seed0+alpha=0.5+lam=0.4+maxiter=10"
 
 
 def test_unknown_dataset_and_bad_override(tmp_path):

@@ -82,8 +82,9 @@ def test_target_distribution_sharpens_when_clusters_are_balanced(logits):
     q = torch.stack([torch.roll(r, s) for s in range(k)])
     p = dec.target_distribution(q)
     torch.testing.assert_close(p, q**2 / (q**2).sum(1, keepdim=True))
-    if (r.max() - r.min()) < 1e-9:
-        torch.testing.assert_close(p, q)
+    spread = float(r.max() - r.min())
+    if spread < 1e-5:  # the entropy drop is second order in the spread: below round-off
+        assert float((p - q).abs().max()) <= 2 * spread + 1e-15
     else:
         assert (_entropy(p) < _entropy(q) - 1e-12).all()
         assert (p.max(1).values >= q.max(1).values).all()

@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_to_identical_result(blobs, tiny_cfg, tmp_path, 
     cfg = tiny_cfg.replace(dec_update_interval=4, tol=0.0)  # DEC must not stop early here
     full = run(x, y, cfg, method=method, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path / "a")
 
-    def stop_at_8(record):
+    def stop_at_8(record, z, centroids):
         if record["iteration"] == 8:
             raise _Interrupt
 
