@@ -46,3 +46,131 @@ def setup(seed: int = 0) -> Setup:
     print(f"profile={cfg.profile} | device={device} ({hw}) | data={root} | seed={seed} | "
           f"torch {torch.__version__}, python {platform.python_version()}")
     return Setup(cfg.profile, cfg, device, root, seed)
+
+
+# ------------------------------------------------------------- real scale: load, else train
+# The pages that teach what the method does show committed full-data runs ("load the
+# pretrained model if present, else train", as the UvA notebooks do): the largest scale whose
+# model files are in the repository, else a run trained here at the active profile.
+SCALES = ("paper", "cpu")
+
+
+def use_committed() -> bool:
+    """False when ``DECS_COMMITTED=0``: the chapters then take their "else train" branch (a test
+    checks that it still runs)."""
+    return os.environ.get("DECS_COMMITTED", "1").strip().lower() not in ("0", "false", "no")
+
+
+@dataclass
+class Run:
+    """A run a chapter shows: its record and networks, the data it ran on, where it came from."""
+    record: dict                # the run record: history, final scores, config, provenance
+    pretrained: torch.nn.Module  # the autoencoder after pretraining (batch norm recalibrated)
+    encoder: torch.nn.Module    # the encoder after clustering
+    centroids: torch.Tensor     # the centroids after clustering
+    alpha: float                # the Student-t α of its soft assignments
+    stages: dict                # embeddings of a sample of the data kept during the run
+    x: torch.Tensor             # the images it ran on (on the chapter's device)
+    y: np.ndarray               # their labels
+    source: str                 # "committed run" or "trained here"
+
+    @property
+    def profile(self) -> str:
+        return self.record["profile"]
+
+    @property
+    def config(self) -> Config:
+        c = self.record["config"]
+        return Config(**{**c, "filters": tuple(c["filters"])})
+
+    def label(self, with_source: bool = True) -> str:
+        """The run's scale for a figure title (:func:`decs.plots.scale_label`)."""
+        from .plots import scale_label
+
+        c = self.record["config"]
+        return scale_label(self.profile, len(self.y), self.record["iterations"], c["pretrain_epochs"],
+                           self.source if with_source else None)
+
+
+def committed_record(dataset: str, method: str = "decs", seed: int = 0, scales=SCALES) -> dict | None:
+    """The protocol record of the largest committed scale whose model files are present and
+    intact (sha256 checked), or None (also when ``DECS_COMMITTED=0``)."""
+    from .results import ModelFileError, RESULTS, is_protocol_run, load_model_files, load_records
+
+    if not use_committed():
+        return None
+    for profile in scales:
+        for rec in load_records(RESULTS, dataset=dataset, method=method, profile=profile):
+            if rec["seed"] != seed or not is_protocol_run(rec) or "model_files" not in rec:
+                continue
+            try:
+                load_model_files(rec, RESULTS)
+            except ModelFileError:
+                continue
+            return rec
+    return None
+
+
+def load_or_train(dataset: str, S: Setup, method: str = "decs", seed: int = 0, progress: bool = False) -> Run:
+    """The run of ``method`` on ``dataset`` a chapter shows: the committed run at the largest
+    scale (paper, then cpu) when its model files are here, else one trained now at the active
+    profile (checkpoints shared by every chapter and by ``python -m decs``, so it is trained once).
+    Used in :doc:`/book/08_training_usps`."""
+    from . import data
+    from .__main__ import checkpoint_dir, cluster_tag
+    from .models import ConvAutoencoder
+    from .results import RESULTS, load_model_files
+    from .train import run
+
+    rec = committed_record(dataset, method, seed)
+    if rec is not None:
+        nets = load_model_files(rec, RESULTS, S.device)
+        x, y = data.load(dataset, subset=rec["config"]["subset"], seed=seed)
+        return Run(rec, nets["pretrained"], nets["encoder"], nets["centroids"], nets["alpha"], nets["stages"],
+                   x.to(S.device), y.numpy(), "committed run")
+    cfg = S.config
+    x, y = data.load(dataset, subset=cfg.subset, seed=seed)
+    x, y = x.to(S.device), y.numpy()
+    result = run(x, y, cfg, method=method, seed=seed, device=S.device, dataset=dataset, progress=progress,
+                 checkpoint_dir=checkpoint_dir(dataset, cfg, seed), tag=cluster_tag(cfg))
+    pretrained = ConvAutoencoder(tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(S.device)
+    pretrained.load_state_dict(result.pretrained)
+    pretrained.eval()
+    result.model.eval()
+    alpha = cfg.alpha if method == "decs" else cfg.dec_alpha
+    return Run(result.record, pretrained, result.model.encoder, result.centroids, alpha, result.stages, x, y,
+               "trained here")
+
+
+def protocol_records(dataset: str, profile: str, method: str | None = None) -> list[dict]:
+    """Every committed protocol record (all seeds) of one dataset and profile, e.g. for the
+    curves of three seeds in :doc:`/book/08_training_usps`; empty when ``DECS_COMMITTED=0``."""
+    from .results import RESULTS, is_protocol_run, load_records
+
+    if not use_committed():
+        return []
+    return [r for r in load_records(RESULTS, dataset=dataset, method=method, profile=profile) if is_protocol_run(r)]
+
+
+def scale_note(runs: dict[str, Run], live: str | None = None) -> None:
+    """Show, at the top of a results page, which scale produced what: each run's profile, data
+    size, length, hardware and commit, and what the page computes live at the active profile.
+    A MyST admonition, generated from the files the page loaded (never static prose)."""
+    from IPython.display import Markdown, display
+
+    from .results import hardware
+
+    lines = []
+    for what, r in runs.items():
+        env = r.record.get("environment", {})
+        c = r.record["config"]
+        when = (f"trained on {hardware(env)} at commit `{(env.get('commit') or '?')[:8]}`"
+                if r.source == "committed run" else "trained on this machine when the page was built")
+        lines.append(f"- **{what}**: the `{r.profile}` profile, {r.record['dataset']} with n = {len(r.y):,}, "
+                     f"{c['pretrain_epochs']:,} pretraining epochs and {r.record['iterations']:,} clustering "
+                     f"iterations ({r.source}; {when}).")
+    if live:
+        lines.append(f"- **Computed live**: {live}")
+    scale = "real scale" if all(r.profile in SCALES for r in runs.values()) else "toy scale"
+    display(Markdown(f":::{{admonition}} What scale this page shows: {scale}\n:class: note\n" + "\n".join(lines)
+                     + "\n:::\n"))

@@ -20,6 +20,23 @@ def use_style() -> None:
                          "axes.spines.right": False, "savefig.bbox": "tight", "image.cmap": "viridis"})
 
 
+def scale_label(profile: str, n: int, iterations: int | None = None, pretrain_epochs: int | None = None,
+                source: str | None = None) -> str:
+    """The scale a figure shows, for its title: ``"cpu profile · n = 9,298 · 200 epochs + 3,000 it."``,
+    with ``source`` (e.g. ``"committed run"`` or ``"trained here"``) when given. Every figure of
+    a result names its scale this way (:doc:`/book/08_training_usps`)."""
+    parts = [f"{profile} profile", f"n = {n:,}"]
+    if pretrain_epochs is not None and iterations is not None:
+        parts.append(f"{pretrain_epochs:,} epochs + {iterations:,} it.")
+    elif iterations is not None:
+        parts.append(f"{iterations:,} it.")
+    elif pretrain_epochs is not None:
+        parts.append(f"{pretrain_epochs:,} epochs")
+    if source:
+        parts.append(source)
+    return " · ".join(parts)
+
+
 def _np(a):
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 

@@ -247,7 +247,7 @@ class ClusterResult:
 class _Trace:
     """What the clustering loop saw at each iteration since the last evaluation, kept on the
     training device (reading a number back every step would stall a GPU) and summarised at the
-    evaluation. Cheap: a few operations on the B×k batch. Read in :doc:`/book/dying_clusters`.
+    evaluation. Cheap: a few operations on the B×k batch.
 
     * ``t_mean``, ``t_min``, ``t_max``: Otsu's thresholds t of the batches (DECS);
       ``t_clamped``: how many of them hit the clamp of :func:`decs.stability.otsu_threshold`
@@ -339,9 +339,9 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     centroids are kept in :attr:`ClusterResult.stages` (the t-SNE stages of chapter 08).
 
     Every evaluation of a DECS run also records what happened since the last one
-    (:func:`_diagnostics`): Otsu's thresholds, the soft mass of each cluster, the share of
+    (:class:`_Trace`): Otsu's thresholds, the soft mass of each cluster, the share of
     negative code-form weights and the norm of each centroid's gradient (chapter
-    :doc:`/book/dying_clusters` reads them).
+    :doc:`/book/08_training_usps` explains why clusters empty).
 
     Resumes from ``checkpoint``, which must have been written with the same ``key``.
     Derived in :doc:`/book/07_instability_loss` and
