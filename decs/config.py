@@ -29,10 +29,15 @@ class Config:
     threshold: str = "otsu"         # "otsu": Otsu's t per batch; "1/k": the fixed threshold 1/k
     otsu_bins: int = 1000           # histogram bins of the Otsu threshold
     otsu_bn_eval: bool = True       # q for Otsu from a forward pass with batch-norm in eval mode (authors' code)
+    variance_reward: bool = True    # code form: reward the batch variance var_i s_i (False: L = 1 − mean s)
+    # --- this book's remedies for emptied clusters (not the paper's method; off by default) --
+    balance: float = 0.0            # weight of KL(mean_i q_i ‖ uniform) on each batch (cluster balance)
+    reseed_empty: bool = False      # at each evaluation, move an emptied centroid into the largest cluster
     # --- optimisation ----------------------------------------------------------------------
     batch_size: int = 256           # mini-batch size, pretraining and clustering
     lr: float = 1e-3                # Adam learning rate, pretraining and clustering
-    augment: bool = True            # random shift/rotation of every training batch
+    augment: bool = True            # random shift/rotation of every pretraining batch
+    augment_clustering: bool = True  # random shift/rotation of every clustering batch
     shift: float = 0.1              # largest shift, as a fraction of width and height
     rotation: float = 10.0          # largest rotation, in degrees
     shuffle_clustering: bool = False  # authors' code walks the data in a fixed order while clustering

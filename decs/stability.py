@@ -153,7 +153,8 @@ def sample_stability(fq: torch.Tensor, lam: float = 0.4) -> torch.Tensor:
     return fq.mean(dim=1) - lam * fq.var(dim=1, unbiased=False)
 
 
-def instability(q: torch.Tensor, t=None, lam: float = 0.4, form: str = "code") -> torch.Tensor:
+def instability(q: torch.Tensor, t=None, lam: float = 0.4, form: str = "code",
+                variance_reward: bool = True) -> torch.Tensor:
     """The instability loss L_c computed from co-association probabilities q (n×k).
 
     form="code" (authors' code, which produced the published numbers):
@@ -161,7 +162,9 @@ def instability(q: torch.Tensor, t=None, lam: float = 0.4, form: str = "code") -
     form="paper" (the form Theorem 1 is stated for):
         quadratic determinacy and  L_c = 1 − mean_i s_i
 
-    ``t=None`` takes Otsu's threshold of these q. Derived in :doc:`/book/07_instability_loss`.
+    ``t=None`` takes Otsu's threshold of these q. ``variance_reward=False`` drops the code
+    form's batch-variance term (an ablation, :doc:`/book/10_ablations`). Derived in
+    :doc:`/book/07_instability_loss`.
     """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}.")
@@ -169,9 +172,20 @@ def instability(q: torch.Tensor, t=None, lam: float = 0.4, form: str = "code") -
         t = otsu_threshold(q)
     fq = determinacy(q, t, "linear" if form == "code" else "quadratic")
     s = sample_stability(fq, lam)
-    if form == "code":
+    if form == "code" and variance_reward:
         return 1.0 - (s.mean() + s.var(unbiased=False))
     return 1.0 - s.mean()
+
+
+def balance_penalty(q: torch.Tensor) -> torch.Tensor:
+    """KL(q̄ ‖ uniform) = Σ_j q̄_j log(k q̄_j) of the batch's mean assignment q̄_j = mean_i q_ij:
+    0 when the batch spreads evenly over the k clusters, log k when one cluster takes it all.
+    The cluster-balance term of IIC and SCAN; this book's remedy for emptied clusters
+    (``Config.balance``), not part of DECS. Derived in :doc:`/book/08_training_usps`."""
+    if q.ndim != 2:
+        raise ValueError(f"q must be n×k, got shape {tuple(q.shape)}.")
+    mean = q.mean(dim=0)
+    return (mean * torch.log(mean * q.shape[1]).clamp_min(-1e4)).sum()
 
 
 def instability_loss(

@@ -36,7 +36,7 @@ from . import dec as dec_math
 from .config import METHODS, Config
 from .metrics import evaluate
 from .models import ConvAutoencoder
-from .stability import determinacy, instability, otsu_threshold, sample_stability, soft_assign
+from .stability import balance_penalty, determinacy, instability, otsu_threshold, sample_stability, soft_assign
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -318,6 +318,30 @@ def _threshold(encoder, xb, centroids, cfg: Config, q_train: torch.Tensor) -> to
     return otsu_threshold(q, cfg.otsu_bins)
 
 
+@torch.no_grad()
+def _reseed_empty(z: torch.Tensor, centroids: nn.Parameter, labels: np.ndarray,
+                  opt: torch.optim.Optimizer) -> list[int]:
+    """This book's remedy ``Config.reseed_empty`` (not the paper's method): move the centroid of
+    every emptied cluster onto the embedding of the sample of the largest cluster that lies
+    farthest from that cluster's centroid (as k-means implementations handle an empty cluster),
+    and clear that centroid's Adam moments. Returns the clusters moved."""
+    k = centroids.shape[0]
+    sizes = np.bincount(labels, minlength=k)
+    moved = []
+    for j in np.flatnonzero(sizes == 0):
+        big = int(sizes.argmax())
+        members = np.flatnonzero(labels == big)
+        dist = (z[torch.as_tensor(members, device=z.device)] - centroids[big]).norm(dim=1)
+        far = members[int(dist.argmax())]
+        centroids[j] = z[far]
+        labels[far], sizes[big], sizes[j] = j, sizes[big] - 1, 1
+        for moment in ("exp_avg", "exp_avg_sq"):
+            if moment in opt.state.get(centroids, {}):
+                opt.state[centroids][moment][j] = 0
+        moved.append(int(j))
+    return moved
+
+
 def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: Config,
             generator: torch.Generator, method: str = "decs", y: np.ndarray | None = None,
             checkpoint: Path | None = None, progress: bool = True,
@@ -405,6 +429,10 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
                   # an emptied cluster is how DECS degrades (nothing in its loss resists one)
                   "cluster_sizes": np.bincount(labels, minlength=centroids.shape[0]).tolist(),
                   "soft_mass": [round(v, 2) for v in q_all.sum(0).tolist()], **trace.summary()}
+        if method == "decs" and cfg.reseed_empty:
+            moved = _reseed_empty(z_all, centroids, labels.copy(), opt)
+            if moved:
+                record["reseeded"] = moved
         if y is not None:
             record.update(evaluate(y, labels))
             bar.set_postfix(acc=record["acc"], nmi=record["nmi"])
@@ -442,11 +470,13 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
         if b == 0 and cfg.shuffle_clustering:
             order = torch.randperm(n, generator=generator, device=x.device)
         idx = order[batches[b][0]:batches[b][1]]
-        xb = augment(x[idx], generator, cfg.shift, cfg.rotation) if cfg.augment else x[idx]
+        xb = augment(x[idx], generator, cfg.shift, cfg.rotation) if cfg.augment_clustering else x[idx]
         q = soft_assign(encoder(xb), centroids, alpha)
         if method == "decs":
             t = _threshold(encoder, xb, centroids, cfg, q)
-            loss = instability(q, t, cfg.lam, cfg.form)
+            loss = instability(q, t, cfg.lam, cfg.form, cfg.variance_reward)
+            if cfg.balance:
+                loss = loss + cfg.balance * balance_penalty(q)
         else:
             loss = dec_math.kl_loss(target[idx], q)
         opt.zero_grad(set_to_none=True)

@@ -5,6 +5,7 @@ independent brute force, or worked out by hand in a comment.
 """
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from decs import stability
 from decs.stability import (determinacy, gradient_bound, instability, instability_loss, otsu_threshold,
                             sample_stability, soft_assign, squared_distances)
 
@@ -433,3 +435,22 @@ def test_gradient_bound_duplicating_the_data_halves_it():
         gradient_bound(z, c, 0.5, 0.4, 0.0)
     with pytest.raises(ValueError):
         gradient_bound(z, c, 0.0, 0.4, 0.2)
+
+
+def test_balance_penalty_is_kl_of_the_mean_assignment_from_uniform():
+    q = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]], dtype=torch.float64)
+    mean = q.mean(0)
+    by_hand = sum(float(m) * math.log(float(m) * 3) for m in mean)
+    assert math.isclose(float(stability.balance_penalty(q)), by_hand, rel_tol=1e-12)
+    assert float(stability.balance_penalty(torch.full((4, 5), 0.2, dtype=torch.float64))) == pytest.approx(0, abs=1e-15)
+    one = torch.zeros(6, 4, dtype=torch.float64)
+    one[:, 2] = 1  # every sample in one cluster: the largest value, log k, and finite
+    assert float(stability.balance_penalty(one)) == pytest.approx(math.log(4))
+
+
+def test_without_the_variance_reward_the_code_form_is_one_minus_mean_stability():
+    q = torch.softmax(torch.randn(32, 5, dtype=torch.float64), 1)
+    t = stability.otsu_threshold(q)
+    s = stability.sample_stability(stability.determinacy(q, t, "linear"), 0.4)
+    assert torch.allclose(stability.instability(q, t, 0.4, "code", variance_reward=False), 1 - s.mean())
+    assert torch.allclose(stability.instability(q, t, 0.4, "code"), 1 - s.mean() - s.var(unbiased=False))

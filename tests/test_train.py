@@ -214,3 +214,36 @@ def test_pretraining_snapshot_is_the_shorter_pretraining(blobs, tiny_cfg, tmp_pa
     for name, value in short.state_dict().items():
         assert torch.equal(snap["model"][name], value), name
     assert any(not torch.equal(a, b) for a, b in zip(long.state_dict().values(), short.state_dict().values()))
+
+
+def test_reseeding_moves_an_emptied_centroid_onto_the_farthest_sample_of_the_largest_cluster():
+    from decs.train import _reseed_empty
+
+    z = torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 3.0], [10.0, 0.0], [10.5, 0.0]])
+    centroids = torch.nn.Parameter(torch.tensor([[0.0, 0.5], [10.0, 0.0], [100.0, 100.0]]))
+    labels = np.array([0, 0, 0, 1, 1])
+    opt = torch.optim.Adam([centroids], lr=0.1)
+    centroids.sum().backward()
+    opt.step()  # Adam now holds moments for every centroid
+    moved = _reseed_empty(z, centroids, labels, opt)
+    assert moved == [2]
+    assert torch.equal(centroids.detach()[2], z[2])  # (0, 3) is cluster 0's farthest sample
+    assert torch.equal(opt.state[centroids]["exp_avg"][2], torch.zeros(2))
+    assert opt.state[centroids]["exp_avg"][0].abs().sum() > 0  # the others keep theirs
+    assert _reseed_empty(z, centroids, np.array([0, 0, 2, 1, 1]), opt) == []  # nothing empty: nothing moves
+
+
+def test_reseeding_is_recorded_in_the_history(blobs, tiny_cfg):
+    x = torch.as_tensor(blobs[0])
+    torch.manual_seed(0)
+    model = ConvAutoencoder(tuple(x.shape[1:]))
+    z = embed(model.encoder, x)
+    centroids, _ = kmeans_init(z, 3, 2, seed=0)
+    centroids[2] = z.mean(0) + 1e3  # owns nothing
+    cfg = tiny_cfg.replace(maxiter=4, update_interval=4)
+    plain = cluster(model.encoder, centroids, x, cfg, make_generator(torch.device("cpu"), 0))
+    assert plain.history[0]["cluster_sizes"][2] == 0 and "reseeded" not in plain.history[0]
+    torch.manual_seed(0)
+    model = ConvAutoencoder(tuple(x.shape[1:]))
+    fixed = cluster(model.encoder, centroids, x, cfg.replace(reseed_empty=True), make_generator(torch.device("cpu"), 0))
+    assert fixed.history[0]["reseeded"] == [2]
