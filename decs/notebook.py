@@ -18,6 +18,18 @@ from .plots import use_style
 from .train import get_device, seed_everything
 
 
+def display_path(path: Path) -> str:
+    """A path as a page may print it: relative to the repository when inside it, else only its
+    last two parts (a built page never shows the build machine's folders)."""
+    from .train import REPO_ROOT
+
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return ".../" + "/".join(path.parts[-2:])
+
+
 @dataclass(frozen=True)
 class Setup:
     """What a chapter runs with; printed by :func:`setup`."""
@@ -43,7 +55,7 @@ def setup(seed: int = 0) -> Setup:
     root = data_root()
     use_style()
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
-    print(f"profile={cfg.profile} | device={device} ({hw}) | data={root} | seed={seed} | "
+    print(f"profile={cfg.profile} | device={device} ({hw}) | data={display_path(root)} | seed={seed} | "
           f"torch {torch.__version__}, python {platform.python_version()}")
     return Setup(cfg.profile, cfg, device, root, seed)
 

@@ -38,3 +38,29 @@ def test_every_toc_entry_exists_and_notebooks_use_python3():
             assert nb["metadata"]["kernelspec"]["name"] == "python3", entry
             assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), \
                 f"{entry} is committed with outputs"
+
+
+RESULTS_PAGES = ("03_representation_learning", "04_dec_pseudo_targets", "08_training_usps", "10_ablations",
+                 "sensitivity", "embedding_tsne")
+DRAWS = ("plt.subplots(", "plt.figure(", "plots.embedding_2d(", "image_grid(", "plots.heatmap(", ".hist(")
+NAMES_SCALE = ("SCALE", "LIVE", ".label(", "scale_label(")
+
+
+def test_every_result_figure_names_its_scale():
+    """On the pages that show what the method does, a cell that draws a figure puts the scale
+    (profile, n, length: decs.plots.scale_label) in its title, unless it is tagged
+    ``illustration`` (a picture of data or of a mechanism, no training result)."""
+    import json
+
+    missing = []
+    for name in RESULTS_PAGES:
+        nb = json.loads((ROOT / "book" / f"{name}.ipynb").read_text())
+        for i, cell in enumerate(nb["cells"]):
+            src = "".join(cell["source"])
+            if cell["cell_type"] != "code" or not any(d in src for d in DRAWS):
+                continue
+            if "illustration" in cell.get("metadata", {}).get("tags", []):
+                continue
+            if not any(n in src for n in NAMES_SCALE):
+                missing.append(f"{name} cell {i}")
+    assert not missing, f"figures without their scale in the title: {missing}"
