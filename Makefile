@@ -9,7 +9,7 @@ export DECS_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(
 export DECS_PROFILE ?= ci
 export PYTHONHASHSEED := 0
 
-.PHONY: book test unit notebooks book-check install clean
+.PHONY: book test unit notebooks book-check book-student install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,23 @@ book-check: $(STAMP)
 	    _config.yml > _build/check/_config.yml
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build/check \
 	    --config _build/check/_config.yml
+
+## make book-student: the book without the solutions to the exercises, for assignments (HTML in
+## _build/student/_build/html): sphinx-exercise's hide_solutions drops every {solution} block, and
+## the page sources (which hold the solutions) are neither copied into the HTML nor offered for
+## download (recursive_update merges that one theme option into the book's). Notebooks are
+## executed as in `make book`; STUDENT_EXECUTE=off skips that (glued numbers are then absent, as
+## in book-check). The build fails if a solution reaches the HTML folder.
+STUDENT_EXECUTE ?= force
+GLUE_OFF := -e 's/suppress_warnings: \["mystnb.unknown_mime_type"\]/suppress_warnings: ["mystnb.unknown_mime_type", "mystnb.glue"]/'
+book-student: $(STAMP)
+	rm -rf _build/student && mkdir -p _build/student
+	sed -e 's/execute_notebooks: force/execute_notebooks: "$(STUDENT_EXECUTE)"/' \
+	    -e 's/^  config:$$/  recursive_update: true\n  config:\n    hide_solutions: true\n    html_copy_source: false\n    html_theme_options:\n      use_download_button: false/' \
+	    $(if $(filter off,$(STUDENT_EXECUTE)),$(GLUE_OFF)) \
+	    _config.yml > _build/student/_config.yml
+	grep -q '^    hide_solutions: true$$' _build/student/_config.yml
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build/student \
+	    --config _build/student/_config.yml
+	! grep -rlE 'class="[^"]*solution|\{solution\}' _build/student/_build/html
+	@echo "open _build/student/_build/html/index.html"
