@@ -7,9 +7,7 @@ Pretraining: full epochs over the dataset (batch 256, augmentation on). Clusteri
 iterations (batch 256, augmentation, Otsu pass), timed with and without the full-data
 evaluation every 30 iterations ("without" subtracts the two evaluations every run makes, at
 its start and end, using the measured time of one full-data pass). ``--out FILE`` also writes
-the JSON to a file (the committed ones are under ``results/benchmarks/``). The authors'
-TensorFlow code, measured on 2 CPU cores: ≈5 s per USPS pretraining epoch, ≈120 ms per
-clustering iteration (PAPER.md §12).
+the JSON to a file (the committed ones are under ``results/benchmarks/``).
 """
 from __future__ import annotations
 

@@ -152,8 +152,9 @@ def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = N
 
 def evaluate_record(path: Path | str, device: str | None = None, results: Path | None = None) -> dict:
     """Re-score a record from its model files (sha256 checked): the final ACC/NMI/ARI now and
-    in the record, and whether they agree — within one sample (1/n) on the kind of device that
-    trained it, within :data:`CROSS_DEVICE_TOLERANCE` on another."""
+    in the record, and whether the ACC agrees — within one sample (1/n) on the kind of device
+    that trained it, within :data:`CROSS_DEVICE_TOLERANCE` on another (NMI and ARI are shown;
+    one sample moved changes them by a little more than 1/n)."""
     path = Path(path)
     rec = json.loads(path.read_text())
     root = Path(results) if results is not None else path.resolve().parents[2]
@@ -165,10 +166,10 @@ def evaluate_record(path: Path | str, device: str | None = None, results: Path |
     now = evaluate(y, labels.cpu().numpy())
     trained_on = torch.device(rec["environment"]["device"]).type
     tol = 1.0 / len(y) if trained_on == dev.type else CROSS_DEVICE_TOLERANCE
-    diff = max(abs(now[k] - rec["final"][k]) for k in ("acc", "nmi", "ari"))
+    diff = abs(now["acc"] - rec["final"]["acc"])
     return {"record": str(path), "device": str(dev), "trained_on": rec["environment"]["device"],
             "recorded": {k: rec["final"][k] for k in ("acc", "nmi", "ari")}, "now": now,
-            "max_difference": round(diff, 6), "tolerance": round(tol, 6), "agrees": diff <= tol + 1e-12}
+            "acc_difference": round(diff, 6), "tolerance": round(tol, 6), "agrees": diff <= tol + 1e-12}
 
 
 def cmd_evaluate(args, cfg: Config) -> None:
@@ -180,7 +181,7 @@ def cmd_evaluate(args, cfg: Config) -> None:
         print(json.dumps(out))
         if not out["agrees"]:
             raise SystemExit(f"{args.record}: re-scored {out['now']} differs from the record's {out['recorded']} "
-                             f"by {out['max_difference']} > {out['tolerance']} (tolerance on "
+                             f"in ACC by {out['acc_difference']} > {out['tolerance']} (tolerance on "
                              f"{'the same kind of device' if out['device'].split(':')[0] == out['trained_on'].split(':')[0] else 'another device'}).")
         return
     if not args.dataset:

@@ -2,7 +2,7 @@
 
 The three profiles are three sizes of the *same* code path: they change how long we
 train and on how many samples, never what the code does. ``paper`` is the authors'
-setting (PAPER.md §7). Select one with ``DECS_PROFILE`` or the ``profile`` argument.
+setting (the training procedure of the authors' code, github.com/ChengZhanwen/DECS at commit 85f2586). Select one with ``DECS_PROFILE`` or the ``profile`` argument.
 Used throughout the book; the table of profiles is in :doc:`/book/01_preface`.
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ from .train import REPO_ROOT
 RESULTS = REPO_ROOT / "results"
 DATASET_ORDER = ("mnist", "mnist-test", "usps", "fashion-mnist", "ytf")
 
-# Published numbers (ACC, NMI), PAPER.md §9: DECS from the authors' README (the paper's
+# Published numbers (ACC, NMI): DECS from the authors' README (the paper's
 # Table 1); ConvDEC-DA from its README; DEC's MNIST accuracy from its paper.
 PUBLISHED = {
     "DECS": {"mnist": (0.990, 0.973), "mnist-test": (0.990, 0.971), "usps": (0.992, 0.976),
@@ -26,12 +26,6 @@ PUBLISHED = {
                    "fashion-mnist": (0.586, 0.636)},
     "DEC": {"mnist": (0.843, None)},
 }
-
-
-# The authors' TensorFlow code, unmodified, timed on 2 CPU cores (PAPER.md §12): USPS only.
-AUTHORS_TF_SPEED_USPS = {"pretrain_s_per_epoch": 4.5,  # "4–5 s"
-                         "cluster_s_per_iteration": 0.118,
-                         "cluster_s_per_iteration_with_eval": 0.19}
 
 
 def hardware(environment: dict) -> str:
@@ -174,7 +168,7 @@ def save_model_files(result, record_path: Path | str, pretrained_name: str, root
                      replace: bool = False) -> dict:
     """Write a finished run's model files and name them in its record (``record["model_files"]``).
 
-    ``result`` is a :class:`decs.train.RunResult`; the final file goes beside ``record_path``
+    ``result`` is a ``decs.train.RunResult``; the final file goes beside ``record_path``
     (same name, ``.pt``), the pretrained autoencoder to ``<root>/<dataset>/pretrained/<pretrained_name>.pt``.
     Call before :func:`decs.train.write_record`. Used by ``python -m decs train``; loaded by
     :func:`load_model_files` (chapters 03, 04, 08 and ``python -m decs evaluate --record``).

@@ -79,3 +79,18 @@ def test_benchmark_rows_come_from_the_files(tmp_path):
     assert rows[0]["hardware"] == "2 CPU cores, 2 threads" and rows[0]["commit"] == "01234567"
     for row in results.load_benchmarks():  # the committed measurements say where they came from
         assert row["commit"] and row["pretrain_s_per_epoch"] > 0 and row["cluster_s_per_iteration"] > 0
+
+
+def test_every_committed_record_with_model_files_rescores_to_its_final_accuracy():
+    """`python -m decs evaluate --record` for each committed record whose model files are in the
+    repository: sha256 checked, final ACC reproduced (within one sample on the CPU that trained it)."""
+    from decs import data
+    from decs.__main__ import evaluate_record
+    from decs.results import RESULTS, load_records
+
+    with_files = [r for r in load_records(RESULTS) if "model_files" in r]
+    for rec in with_files:
+        if not data.is_available(rec["dataset"]):
+            pytest.skip(f"{rec['dataset']} files not found: set DECS_DATA")
+        out = evaluate_record(rec["path"], device="cpu")
+        assert out["agrees"], out
