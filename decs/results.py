@@ -228,3 +228,30 @@ def load_model_files(record: dict, root: Path | str = RESULTS, device="cpu") -> 
         net.eval()
     return {"pretrained": pretrained, "encoder": final.encoder, "centroids": fin["centroids"].to(device),
             "alpha": fin["alpha"], "stages": fin["stages"]}
+
+
+# ------------------------------------------------------------------------------ findings
+def findings(records: list[dict] | None = None) -> str:
+    """What the committed protocol records show, one Markdown bullet per (dataset, profile) that
+    has DECS and DEC runs: seeds, DECS's mean final ACC against its k-means start and against DEC
+    from the same networks, how many runs emptied a cluster, next to the published number.
+    Every number is computed from the records. Shown on :doc:`/book/index` and :doc:`/book/01_preface`."""
+    records = [r for r in (load_records() if records is None else records) if is_protocol_run(r)]
+    lines = []
+    for row in summary_rows(records):
+        ds, prof = row["dataset"], row["profile"]
+        decs = [r for r in records if (r["dataset"], r["profile"], r["method"]) == (ds, prof, "decs")]
+        if not decs or row["dec_acc"][2] == 0:
+            continue
+        cfg = decs[0]["config"]
+        emptied = sum(int(np.count_nonzero(r["history"][-1]["cluster_sizes"])) < r["n_clusters"] for r in decs)
+        below = sum(r["final"]["acc"] < r["kmeans_on_embedding"]["acc"] for r in decs)
+        pub = PUBLISHED["DECS"].get(ds, (None, None))[0]
+        lines.append(
+            f"- **{ds}, `{prof}` profile** ({cfg['pretrain_epochs']} pretraining epochs, {cfg['maxiter']:,} "
+            f"iterations; {len(decs)} seed{'s' if len(decs) > 1 else ''}, {row['hardware']}): DECS ends at ACC "
+            f"{fmt(*row['decs_acc'])} against DEC's {fmt(*row['dec_acc'])} from the same networks; "
+            f"{below} of {len(decs)} DECS runs end below their k-means start "
+            f"({fmt(*row['kmeans_embedding_acc'])}) and {emptied} empty a cluster"
+            + (f"; published DECS: {pub:.3f}." if pub is not None else "."))
+    return "\n".join(lines) if lines else "- (no committed protocol records yet)"

@@ -94,3 +94,22 @@ def test_every_committed_record_with_model_files_rescores_to_its_final_accuracy(
             pytest.skip(f"{rec['dataset']} files not found: set DECS_DATA")
         out = evaluate_record(rec["path"], device="cpu")
         assert out["agrees"], out
+
+
+def _rec(ds, prof, method, seed, acc, start, sizes):
+    return {"dataset": ds, "profile": prof, "method": method, "seed": seed, "path": f"{prof}-seed{seed}.json",
+            "n_clusters": len(sizes), "final": {"acc": acc, "nmi": acc}, "kmeans_on_embedding": {"acc": start},
+            "best_label_selected": {"acc": acc}, "history": [{"cluster_sizes": sizes}],
+            "config": {"pretrain_epochs": 200, "maxiter": 3000},
+            "wall_time_s": {"pretrain": 1, "kmeans": 1, "cluster": 1}, "environment": {"cpu_count": 2}}
+
+
+def test_findings_are_computed_from_the_records():
+    recs = [_rec("usps", "cpu", "decs", 0, 0.90, 0.93, [5, 0, 5]), _rec("usps", "cpu", "decs", 1, 0.95, 0.93, [3, 3, 4]),
+            _rec("usps", "cpu", "dec", 0, 0.97, 0.93, [3, 3, 4]), _rec("usps", "cpu", "dec", 1, 0.99, 0.93, [3, 3, 4]),
+            _rec("mnist", "cpu", "decs", 0, 0.5, 0.6, [5, 5])]          # no DEC run: no line
+    text = results.findings(recs)
+    assert text.count("\n") == 0 and "usps" in text and "mnist" not in text
+    assert "0.925 ± 0.025 (2)" in text and "0.980 ± 0.010 (2)" in text
+    assert "1 of 2 DECS runs end below" in text and "1 empty a cluster" in text and "published DECS: 0.992" in text
+    assert results.findings([]) == "- (no committed protocol records yet)"
