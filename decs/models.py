@@ -1,4 +1,5 @@
-"""The convolutional autoencoder of the authors' code, sized from the input shape.
+"""The autoencoders: the convolutional one of the authors' code, sized from the input shape,
+and DEC's fully-connected one for data that are not images (:class:`MLPAutoencoder`).
 
 Encoder (as in the authors' Keras model; each convolution is followed by ReLU, then
 batch norm):
@@ -17,10 +18,13 @@ is the authors' network, layer for layer. Explained in :doc:`/book/03_representa
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-MIN_SIDE = 8  # three 2×2 poolings need at least 8 pixels per side
+MIN_SIDE = 8  # three 2×2 poolings need at least 8 pixels per side (7 fails, every side ≥ 8 works)
+NETWORKS = ("conv", "mlp")  # the autoencoders :func:`make_autoencoder` builds
 
 
 def _pooled_sizes(side: int) -> list[int]:
@@ -119,3 +123,59 @@ class ConvAutoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction decoder(encoder(x)), of the same shape as x."""
         return self.decoder(self.encoder(x))
+
+
+class MLPAutoencoder(nn.Module):
+    """DEC's fully-connected autoencoder :cite:p:`xie2016dec` for feature vectors of
+    ``input_dim`` values: d–500–500–2000–10 and back, ReLU after every hidden layer, a linear
+    embedding and a linear output (the reconstruction of data of any scale).
+
+    ``encoder(x)`` gives the embedding z (N×``embedding_dim``); ``decoder(z)`` a vector of
+    ``input_dim`` values; ``forward(x)`` the reconstruction. ``input_shape`` is ``(input_dim,)``,
+    the shape of one sample, as :class:`ConvAutoencoder`'s is (C, H, W). Weights are
+    Glorot-uniform with zero biases (the Keras defaults, as in DEC's Keras reimplementations and
+    :class:`ConvAutoencoder`); DEC's layer-wise pretraining with dropout is not reproduced, the
+    whole network is pretrained end to end as the convolutional one is. DECS and DEC use it
+    for non-image data (``network="mlp"``); see :doc:`/book/04_dec_pseudo_targets`.
+    """
+
+    def __init__(self, input_dim: int, dims: tuple[int, ...] = (500, 500, 2000), embedding_dim: int = 10):
+        super().__init__()
+        input_dim = int(input_dim)
+        if input_dim < 1:
+            raise ValueError(f"input_dim must be at least 1, got {input_dim}.")
+        self.input_shape = (input_dim,)
+        sizes = [input_dim, *(int(d) for d in dims)]
+
+        def stack(widths, last):
+            layers = []
+            for a, b in zip(widths[:-1], widths[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            return layers + [nn.Linear(widths[-1], last)]  # linear: embedding, or output
+
+        self.encoder = nn.Sequential(*stack(sizes, embedding_dim))
+        self.decoder = nn.Sequential(*stack([embedding_dim, *sizes[:0:-1]], input_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform weights and zero biases (Keras defaults)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction decoder(encoder(x)), of the same shape as x."""
+        return self.decoder(self.encoder(x))
+
+
+def make_autoencoder(network: str, input_shape: tuple[int, ...], filters=(32, 64, 128, 256),
+                     embedding_dim: int = 10) -> ConvAutoencoder | MLPAutoencoder:
+    """The autoencoder named by ``network`` for samples of shape ``input_shape``: "conv" builds
+    :class:`ConvAutoencoder` (``input_shape`` = (C, H, W), ``filters``), "mlp" builds
+    :class:`MLPAutoencoder` on the flattened sample. Used by :func:`decs.train.pretrained_autoencoder`."""
+    if network == "conv":
+        return ConvAutoencoder(tuple(input_shape), filters, embedding_dim)
+    if network == "mlp":
+        return MLPAutoencoder(math.prod(input_shape), embedding_dim=embedding_dim)
+    raise ValueError(f"network must be one of {NETWORKS}, got {network!r}.")

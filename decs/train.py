@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import dec as dec_math
 from .config import METHODS, Config
 from .metrics import evaluate
-from .models import ConvAutoencoder
+from .models import ConvAutoencoder, make_autoencoder
 from .stability import balance_penalty, determinacy, instability, otsu_threshold, sample_stability, soft_assign
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +76,9 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None,
     ``grid_sample`` call for the whole batch instead of image by image on the CPU.
     Shown in :doc:`/book/03_representation_learning`.
     """
+    if x.ndim != 4:  # the MLP's feature vectors: nothing to shift or rotate
+        raise ValueError(f"augment shifts and rotates images N×C×H×W, got shape {tuple(x.shape)}; "
+                         "set augment=False and augment_clustering=False for data that are not images.")
     n = x.shape[0]
     if n == 0 or (shift == 0 and rotation == 0):
         return x
@@ -555,18 +558,21 @@ def _pretrain_key(cfg: Config, seed: int, n: int, shape) -> dict:
 
 
 def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
-                           checkpoint_dir: Path | str | None = None, progress: bool = True
-                           ) -> tuple[ConvAutoencoder, list[float], float]:
+                           checkpoint_dir: Path | str | None = None, progress: bool = True,
+                           network: str = "conv") -> tuple[nn.Module, list[float], float]:
     """A pretrained autoencoder for ``x`` (already on the training device): loaded from
     ``checkpoint_dir/pretrain.pt`` when that holds a pretraining with the same settings,
     resumed when it holds an unfinished one, else trained from scratch. DECS and DEC runs
     with the same settings and seed share it, so their comparison starts from one network.
     With ``cfg.recalibrate_bn`` the batch-norm statistics are then re-estimated on the clean
-    data (:func:`recalibrate_batchnorm`)."""
+    data (:func:`recalibrate_batchnorm`). ``network``: "conv" (:class:`decs.models.ConvAutoencoder`)
+    or "mlp" (:class:`decs.models.MLPAutoencoder`, for N×D data, with augmentation off)."""
     torch.manual_seed(seed)  # weight initialisation
-    model = ConvAutoencoder(tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(x.device)
+    model = make_autoencoder(network, tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(x.device)
     path = Path(checkpoint_dir) / "pretrain.pt" if checkpoint_dir is not None else None
     key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
+    if network != "conv":  # only then: the keys of existing (conv) checkpoints stay valid
+        key["network"] = network
     keep = tuple(e for e in PRETRAIN_SNAPSHOTS if e < cfg.pretrain_epochs)
     losses, seconds = pretrain(model, x, cfg, make_generator(x.device, seed), checkpoint=path,
                                progress=progress, key=key, snapshots=keep)
@@ -590,16 +596,17 @@ class Fitted:
 def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "decs", seed: int = 0,
                  y: np.ndarray | None = None, checkpoint_dir: Path | str | None = None,
                  progress: bool = True, on_eval: Callable[[dict, torch.Tensor, torch.Tensor], None] | None = None,
-                 tag: str = "", stages: tuple[int, ...] = ()) -> Fitted:
+                 tag: str = "", stages: tuple[int, ...] = (), network: str = "conv") -> Fitted:
     """The whole method on images ``x`` (already on the training device): pretrain (or reuse a
     pretrained autoencoder), initialise the centroids with k-means on the embedding, cluster.
     ``y`` is only used to score the evaluations. The clustering checkpoint is
     ``checkpoint_dir/<method><tag>.pt``: runs that share a pretraining but differ in the
-    clustering settings use different tags. Used by :func:`run` and :mod:`decs.estimator`."""
+    clustering settings use different tags. ``network`` is passed to :func:`pretrained_autoencoder`.
+    Used by :func:`run` and :mod:`decs.estimator`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress)
+    model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
     z = embed(model.encoder, x, cfg.eval_batch_size)
@@ -610,6 +617,8 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     bookkeeping = set(PRETRAIN_FIELDS) | {"profile", "eval_batch_size", "checkpoint_every", "maxiter"}
     key = {"method": method, "seed": seed, "n_clusters": n_clusters,
            **{k: v for k, v in cfg.to_dict().items() if k not in bookkeeping}}
+    if network != "conv":
+        key["network"] = network
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
                   on_eval=on_eval, key=key, stages=stages)

@@ -1,11 +1,12 @@
-"""Tests of decs.models: the authors' convolutional autoencoder, sized from the input shape."""
+"""Tests of decs.models: the authors' convolutional autoencoder, sized from the input shape, and
+DEC's fully-connected one."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from decs.models import ConvAutoencoder
+from decs.models import MIN_SIDE, ConvAutoencoder, MLPAutoencoder, make_autoencoder
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -137,3 +138,38 @@ def test_a_few_adam_steps_reduce_the_reconstruction_error():
     assert final < 0.5 * losses[0], (final, losses)
     # every parameter took part
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_min_side_is_the_smallest_image_the_conv_network_takes():
+    ConvAutoencoder((1, MIN_SIDE, MIN_SIDE))(torch.rand(2, 1, MIN_SIDE, MIN_SIDE))
+    with pytest.raises(ValueError, match=f"at least {MIN_SIDE}"):
+        ConvAutoencoder((1, MIN_SIDE - 1, MIN_SIDE))
+
+
+def test_mlp_has_decs_layer_sizes():
+    model = MLPAutoencoder(784)
+    linear = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linear == [(784, 500), (500, 500), (500, 2000), (2000, 10),
+                      (10, 2000), (2000, 500), (500, 500), (500, 784)]
+    # ReLU after every hidden layer; the embedding and the output are linear
+    assert isinstance(model.encoder[-1], nn.Linear) and isinstance(model.decoder[-1], nn.Linear)
+    assert sum(isinstance(m, nn.ReLU) for m in model.encoder) == 3
+    assert sum(isinstance(m, nn.ReLU) for m in model.decoder) == 3
+    assert model.input_shape == (784,)
+
+
+def test_mlp_shapes_and_any_scale():
+    model = MLPAutoencoder(7, dims=(16, 8), embedding_dim=3)
+    x = torch.randn(5, 7) * 100
+    assert model.encoder(x).shape == (5, 3) and model(x).shape == x.shape
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            assert torch.count_nonzero(m.bias) == 0  # Glorot weights, zero biases
+
+
+def test_make_autoencoder():
+    assert isinstance(make_autoencoder("conv", (1, 8, 8)), ConvAutoencoder)
+    mlp = make_autoencoder("mlp", (1, 8, 8), embedding_dim=4)  # a sample's shape, flattened
+    assert isinstance(mlp, MLPAutoencoder) and mlp.input_shape == (64,) and mlp.encoder[-1].out_features == 4
+    with pytest.raises(ValueError, match="network must be one of"):
+        make_autoencoder("cnn", (1, 8, 8))

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from decs.models import ConvAutoencoder
-from decs.train import (augment, cluster, embed, fit_clusters, kmeans_init, make_generator, pretrain, run,
-                        write_record)
+from decs.models import ConvAutoencoder, MLPAutoencoder
+from decs.train import (PRETRAIN_FIELDS, augment, cluster, embed, fit_clusters, kmeans_init, make_generator,
+                        pretrain, pretrained_autoencoder, run, write_record)
 
 
 def test_augment_shapes_range_and_randomness():
@@ -247,3 +247,23 @@ def test_reseeding_is_recorded_in_the_history(blobs, tiny_cfg):
     model = ConvAutoencoder(tuple(x.shape[1:]))
     fixed = cluster(model.encoder, centroids, x, cfg.replace(reseed_empty=True), make_generator(torch.device("cpu"), 0))
     assert fixed.history[0]["reseeded"] == [2]
+
+
+def test_augment_refuses_feature_vectors():
+    with pytest.raises(ValueError, match="augment=False"):
+        augment(torch.rand(4, 64), make_generator(torch.device("cpu"), 0))
+
+
+def test_network_enters_checkpoint_keys_only_when_not_conv(blobs, tiny_cfg, tmp_path):
+    """A conv pretraining's key is what it always was (existing checkpoints stay valid); an MLP's
+    pretraining and clustering keys name their network."""
+    x = torch.as_tensor(blobs[0])
+    pretrained_autoencoder(x, tiny_cfg, checkpoint_dir=tmp_path / "conv", progress=False)
+    key = torch.load(tmp_path / "conv" / "pretrain.pt", weights_only=False)["key"]
+    assert "network" not in key and set(key) == {"seed", "n", "shape", *PRETRAIN_FIELDS}
+    flat = x.reshape(len(x), -1)
+    cfg = tiny_cfg.replace(augment=False, augment_clustering=False)
+    fitted = fit_clusters(flat, 3, cfg, "decs", checkpoint_dir=tmp_path / "mlp", progress=False, network="mlp")
+    assert isinstance(fitted.model, MLPAutoencoder) and fitted.result.labels.shape == (len(x),)
+    assert torch.load(tmp_path / "mlp" / "pretrain.pt", weights_only=False)["key"]["network"] == "mlp"
+    assert torch.load(tmp_path / "mlp" / "decs.pt", weights_only=False)["key"]["network"] == "mlp"
