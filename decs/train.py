@@ -363,10 +363,10 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     iteration. ``on_eval(record, z, centroids)`` is called after each evaluation with the
     record, the clean data's embedding and the centroids. At the evaluations in ``stages`` (and
     at the last one) the embedding of a fixed random ``stage_samples`` of the data and the
-    centroids are kept in :attr:`ClusterResult.stages` (the t-SNE stages of chapter 08).
+    centroids are kept in ``ClusterResult.stages`` (the t-SNE stages of chapter 08).
 
     Every evaluation of a DECS run also records what happened since the last one
-    (:class:`_Trace`): Otsu's thresholds, the soft mass of each cluster, the share of
+    (``_Trace``): Otsu's thresholds, the soft mass of each cluster, the share of
     negative code-form weights and the norm of each centroid's gradient (chapter
     :doc:`/book/08_training_usps` explains why clusters empty).
 
