@@ -5,7 +5,7 @@
     >>> model.labels_, model.cluster_centers_, model.clusters_used_
     >>> model.predict(x_new), model.transform(x_new)          # labels, embeddings
 
-Both are :class:`sklearn.base.BaseEstimator` and :class:`sklearn.base.ClusterMixin`:
+Both are scikit-learn ``BaseEstimator`` and ``ClusterMixin`` subclasses:
 parameters are stored unchanged in ``__init__``, ``fit`` does the work, learned state ends in
 ``_``, and they pass ``sklearn.utils.estimator_checks.check_estimator`` (``tests/test_estimator.py``
 lists the checks that cannot apply, with the reasons). Training-length parameters left at
