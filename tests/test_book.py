@@ -1,7 +1,9 @@
-"""The book's hand-written tables agree with the code, and every toc entry exists."""
+"""The book's hand-written tables agree with the code, every toc entry exists, and every notebook
+installs the one pinned release named in decs.release."""
 import re
 from pathlib import Path
 
+import pytest
 
 from decs.config import PROFILES, get_config
 
@@ -64,3 +66,94 @@ def test_every_result_figure_names_its_scale():
             if not any(n in src for n in NAMES_SCALE):
                 missing.append(f"{name} cell {i}")
     assert not missing, f"figures without their scale in the title: {missing}"
+
+
+# ------------------------------------------------- one repository address, one pinned release
+BOOK_SOURCES = ("book/*.md", "book/*.ipynb", "README.md", "CITATION.cff", "_config.yml")
+
+
+def _notebooks():
+    return sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def test_every_notebook_starts_with_the_generated_install_cell():
+    import json
+
+    from decs.release import install_cell
+
+    differ = []
+    for path in _notebooks():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        first = next(c for c in nb["cells"] if c["cell_type"] == "code")
+        if "".join(first["source"]) != install_cell():
+            differ.append(path.name)
+    assert not differ, (f"the first code cell of {differ} is not decs.release.install_cell(): "
+                        "run python tools/sync_install_cell.py")
+
+
+def test_the_sync_tool_agrees_with_the_test(tmp_path):
+    """tools/sync_install_cell.py rewrites only the first code cell's source."""
+    import importlib.util
+    import json
+
+    from decs.release import install_cell
+
+    spec = importlib.util.spec_from_file_location("sync_install_cell", ROOT / "tools" / "sync_install_cell.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    nb = {"cells": [{"cell_type": "markdown", "id": "m", "metadata": {}, "source": ["# Title"]},
+                    {"cell_type": "code", "id": "c1", "metadata": {"tags": ["hide-input"]}, "execution_count": None,
+                     "outputs": [], "source": ["%pip install decs\n", "import decs"]},
+                    {"cell_type": "code", "id": "c2", "metadata": {}, "execution_count": None, "outputs": [],
+                     "source": ["%pip install decs"]}],
+          "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert tool.main(["--check", str(path)]) == 1
+    assert tool.main([str(path)]) == 0 and tool.main(["--check", str(path)]) == 0
+    after = json.loads(path.read_text(encoding="utf-8"))
+    assert "".join(after["cells"][1]["source"]) == install_cell()
+    after["cells"][1]["source"] = nb["cells"][1]["source"]
+    assert after == nb  # nothing else changed: ids, metadata, the other cells
+    nb["cells"][1]["source"] = ["x = 1  # a chapter's own code"]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="not a set-up cell"):
+        tool.main([str(path)])
+    assert json.loads(path.read_text(encoding="utf-8")) == nb
+
+
+def test_config_names_the_release_module_s_repository():
+    import yaml
+
+    from decs.release import REPOSITORY
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["url"] == REPOSITORY
+
+
+def test_the_requirement_pins_the_release_and_names_an_extra_that_exists():
+    from packaging.requirements import Requirement
+
+    from decs.release import EXTRA, RELEASE, REPOSITORY, requirement
+
+    tomllib = pytest.importorskip("tomllib")
+    req = Requirement(requirement())
+    assert req.name == "decs" and req.extras == {EXTRA}
+    assert req.url == f"git+{REPOSITORY}@{RELEASE}"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert EXTRA in extras
+    assert Requirement(requirement(extra=None)).extras == set()
+
+
+def test_every_link_to_the_repository_uses_the_release_module_s_address():
+    """A copy of the address elsewhere (a link in a page) must change with decs.release."""
+    from decs.release import REPOSITORY
+
+    here = REPOSITORY.split("://", 1)[1]
+    stray = []
+    for pattern in BOOK_SOURCES:
+        for path in sorted(ROOT.glob(pattern)):
+            for found in re.findall(r"github\.com/[\w.-]+/decs-book[\w.-]*", path.read_text(encoding="utf-8")):
+                if found != here:
+                    stray.append(f"{path.relative_to(ROOT)}: {found}")
+    assert not stray, f"links to another address than decs.release.REPOSITORY: {stray}"
