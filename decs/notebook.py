@@ -4,6 +4,7 @@ Used at the top of every notebook of the book, e.g. :doc:`/book/02_clustering_an
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -58,6 +59,34 @@ def setup(seed: int = 0) -> Setup:
     print(f"profile={cfg.profile} | device={device} ({hw}) | data={display_path(root)} | seed={seed} | "
           f"torch {torch.__version__}, python {platform.python_version()}")
     return Setup(cfg.profile, cfg, device, root, seed)
+
+
+@functools.cache
+def _myst_nb_glue():
+    """MyST-NB's glue, or None where MyST-NB is not installed (looked up once per process)."""
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return None
+    return glue
+
+
+def glue(name: str, variable, display: bool = True) -> None:
+    """Put a value the code computed into the page's prose (a ``{glue:text}`` role names it).
+
+    Used in every chapter, e.g. :doc:`/book/02_clustering_and_metrics`. Where MyST-NB is
+    installed (building the book: the ``book`` extra) this is ``myst_nb.glue``. Where it is not
+    (Colab, or Jupyter with only the ``notebook`` extra) nothing is stored, since there is no page
+    to fill in: with ``display=True`` the value is shown as the cell's output, as MyST-NB shows it
+    in a notebook, and with ``display=False`` nothing happens. Either way the notebook runs.
+    """
+    myst_glue = _myst_nb_glue()
+    if myst_glue is not None:
+        myst_glue(name, variable, display)
+    elif display:
+        from IPython.display import display as show
+
+        show(variable)
 
 
 # ------------------------------------------------------------- real scale: load, else train

@@ -157,3 +157,42 @@ def test_every_link_to_the_repository_uses_the_release_module_s_address():
                 if found != here:
                     stray.append(f"{path.relative_to(ROOT)}: {found}")
     assert not stray, f"links to another address than decs.release.REPOSITORY: {stray}"
+
+
+# ------------------------------------------------- glue without MyST-NB (Colab, plain Jupyter)
+def test_notebooks_import_glue_from_decs_not_myst_nb():
+    import json
+
+    direct = []
+    for path in _notebooks():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for i, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] == "code" and "myst_nb" in "".join(cell["source"]):
+                direct.append(f"{path.name} cell {i}")
+    assert not direct, f"use `from decs.notebook import glue` (MyST-NB is not installed on Colab): {direct}"
+
+
+def test_glue_uses_myst_nb_where_installed_and_shows_or_skips_elsewhere(monkeypatch):
+    import sys
+    import types
+
+    import IPython.display
+
+    from decs import notebook
+
+    shown, glued = [], []
+    monkeypatch.setattr(IPython.display, "display", lambda value, **kw: shown.append(value))
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: glued.append((name, value, display))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    notebook._myst_nb_glue.cache_clear()
+    try:
+        notebook.glue("acc", 0.5, display=False)
+        assert glued == [("acc", 0.5, False)] and shown == []
+        monkeypatch.setitem(sys.modules, "myst_nb", None)  # what `import myst_nb` sees without it
+        notebook._myst_nb_glue.cache_clear()
+        assert notebook.glue("acc", 0.5, display=False) is None and shown == []
+        notebook.glue("acc", 0.75)
+        assert shown == [0.75] and len(glued) == 1
+    finally:
+        notebook._myst_nb_glue.cache_clear()
