@@ -117,10 +117,20 @@ class DatasetInfo:
     aliases: tuple[str, ...] = ()
 
 
+# Where each file is downloaded from, first choice first; each is checked against the same
+# sha256, so a source can be swapped without trusting it. MNIST and Fashion-MNIST: the sources
+# torchvision uses (torchvision.datasets.MNIST.mirrors and FashionMNIST.mirrors, 0.29, whose md5s
+# name the same files), then for Fashion-MNIST the copy in its authors' repository at a fixed
+# commit. USPS: the .jf.gz files in the DECS authors' repository at commit 85f2586, the files
+# this book's checksums were taken from (its files' git blobs are the ones checked here).
+_GITHUB_RAW = "https://raw.githubusercontent.com/"
+_DECS_COMMIT = "85f2586deb5a376383a915a772f4fa927e56d0c4"
+_FASHION_COMMIT = "b2617bb6d3ffa2e429640350f613e3291e10b141"
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
                   "http://yann.lecun.com/exdb/mnist/")
-_FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
-_USPS_MIRRORS = ("http://www-i6.informatik.rwth-aachen.de/~keysers/",)
+_FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                    f"{_GITHUB_RAW}zalandoresearch/fashion-mnist/{_FASHION_COMMIT}/data/fashion/")
+_USPS_MIRRORS = (f"{_GITHUB_RAW}ChengZhanwen/DECS/{_DECS_COMMIT}/DECS/data/usps/",)
 
 
 def _files(folder: str, mirrors: tuple[str, ...],
@@ -172,7 +182,8 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType({
         aliases=("mnist-t10k", "mnist-10k")),
     "usps": DatasetInfo(
         "usps", "USPS", 9_298, (1, 16, 16), 10, "usps", _USPS,
-        "https://www-i6.informatik.rwth-aachen.de/~keysers/usps.html", "research use"),
+        f"https://github.com/ChengZhanwen/DECS/tree/{_DECS_COMMIT}/DECS/data/usps "
+        "(Hull 1994, as the .jf files of DEC, IDEC and DECS)", "research use"),
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", "Fashion-MNIST", 70_000, (1, 28, 28), 10, "fashion_mnist", _FASHION,
         "https://github.com/zalandoresearch/fashion-mnist", "MIT",
@@ -273,12 +284,14 @@ def _sha256(path: Path) -> str:
     return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
 
 
-def _check_files(info: DatasetInfo, root: Path, why_root: str) -> list[Path]:
-    """The paths of ``info``'s files, after checking that each exists and has its checksum."""
+def _check_files(info: DatasetInfo, root: Path, why_root: str,
+                 failures: Sequence[str] = ()) -> list[Path]:
+    """The paths of ``info``'s files, after checking that each exists and has its checksum
+    (``failures``: the download attempts that failed, for the error message)."""
     paths = [root / f.path for f in info.files]
     missing = [not p.is_file() for p in paths]
     if any(missing):
-        raise DatasetNotFoundError(_missing_message(info, root, why_root, paths, missing))
+        raise DatasetNotFoundError(_missing_message(info, root, why_root, paths, missing, failures))
     found = [_sha256(p) for p in paths]
     if any(h != f.sha256 for h, f in zip(found, info.files)):
         raise DatasetCorruptError(_corrupt_message(info, root, why_root, paths, found))
@@ -301,18 +314,46 @@ def _file_lines(status: str, path: Path, f: DataFile) -> list[str]:
     pad = " " * 10
     lines = [f"  {status:<8}{path}",
              f"{pad}sha256 {f.sha256} ({f.size:,} bytes)"]
-    lines += [f"{pad}from   {url}" for url in f.urls[:1]]
+    lines += [f"{pad}from   {url}" for url in f.urls]
     return lines
 
 
-def _missing_message(info: DatasetInfo, root: Path, why_root: str,
-                     paths: Sequence[Path], missing: Sequence[bool]) -> str:
+def _missing_message(info: DatasetInfo, root: Path, why_root: str, paths: Sequence[Path],
+                     missing: Sequence[bool], failures: Sequence[str] = ()) -> str:
     n_missing = sum(missing)
     lines = [f"{info.title} is not available on this machine: {n_missing} of {len(paths)} "
              f"files are missing from {root / info.folder}", ""]
     for path, f, gone in zip(paths, info.files, missing):
         lines += _file_lines("missing" if gone else "found", path, f)
-    return "\n".join(lines + ["", _how_to_get(info, root, why_root)])
+    how = (_download_failed_message(info, root, why_root, failures) if failures
+           else _how_to_get(info, root, why_root))
+    return "\n".join(lines + ["", how])
+
+
+def _download_failed_message(info: DatasetInfo, root: Path, why_root: str,
+                             failures: Sequence[str]) -> str:
+    """What :func:`load` says when ``download=True`` could not fetch every file."""
+    from .release import REPOSITORY
+
+    folder = root / info.folder
+    return "\n".join([
+        "download=True could not fetch the missing files above: each of their sources failed.",
+        "Tried, in order (a file is kept only if its sha256 is the published one):",
+        *(f"  {line}" for line in failures),
+        "",
+        "What to do:",
+        "  - 'Connection refused', 'timed out' or 'Name or service not known' everywhere: this",
+        "    machine is offline or behind a proxy (set https_proxy). Download the files on another",
+        f"    machine from one of the addresses above and copy them into {folder}{os.sep},",
+        "    or set DECS_DATA to a folder that holds them (its subfolder "
+        f"{info.folder}{os.sep});",
+        "  - 'interrupted': the connection broke; run the same call again;",
+        "  - 'Permission denied': the data root is not writable; pass root= or set DECS_DATA to",
+        "    a folder you can write to;",
+        "  - 'wrong sha256' or 'HTTP Error 404' from every source: a source changed or moved its",
+        f"    file; please report it at {REPOSITORY}/issues.",
+        f"The data root {root} was chosen by {why_root}.",
+    ])
 
 
 def _corrupt_message(info: DatasetInfo, root: Path, why_root: str,
@@ -333,26 +374,41 @@ def _corrupt_message(info: DatasetInfo, root: Path, why_root: str,
 # --------------------------------------------------------------------------------------------
 
 
-def _fetch(url: str, target: Path, sha256: str) -> None:
-    """Download ``url`` to ``target``, through a temporary file that must match ``sha256``.
+def _fetch(url: str, target: Path, sha256: str, size: int | None = None) -> None:
+    """Download ``url`` to ``target`` through a temporary file beside it, which becomes
+    ``target`` only when complete (``size`` bytes, when given) and of checksum ``sha256``.
 
-    An interrupted or wrong download never leaves a file that looks complete.
+    An interrupted or wrong download never leaves a file under ``target``'s name: the temporary
+    file is removed on any error (``ValueError`` for a short or wrong file, ``OSError`` or
+    ``http.client.HTTPException`` for the network).
     """
+    from . import __version__
+    from .release import REPOSITORY
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
+    # Some servers refuse Python's default User-Agent (torchvision sends its own, too).
+    request = urllib.request.Request(url, headers={"User-Agent": f"decs/{__version__} (+{REPOSITORY})"})
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(request, timeout=30) as response:
             shutil.copyfileobj(response, out)
-        if _sha256(tmp) != sha256:
-            raise ValueError("the downloaded file has the wrong sha256")
+            received = out.tell()
+        # http.client ends a body cut short by the server without an error: count the bytes.
+        if size is not None and received < size:
+            raise ValueError(f"interrupted: received {received:,} of {size:,} bytes")
+        found = _sha256(tmp)
+        if found != sha256:
+            raise ValueError(f"wrong sha256 {found} (expected {sha256}): not the published file")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _download(info: DatasetInfo, root: Path) -> list[str]:
-    """Try to fetch ``info``'s missing files into ``root``; return one line per failed attempt."""
+    """Fetch ``info``'s missing files into ``root``, each from its sources in order until one
+    gives the published file. Returns one line per failed attempt, those a later source made up
+    for included (:func:`load` shows them only when a file is still missing)."""
     failures: list[str] = []
     for f in info.files:
         target = root / f.path
@@ -360,11 +416,11 @@ def _download(info: DatasetInfo, root: Path) -> list[str]:
             if target.is_file():
                 break
             try:
-                _fetch(url, target, f.sha256)
+                _fetch(url, target, f.sha256, f.size)
             except (OSError, ValueError, http.client.HTTPException) as error:
-                # No network, a dead mirror, a read-only root: fall through to the next mirror
-                # and, in the end, to the usual "not available" error.
-                failures.append(f"{url}: {error}")
+                # No network, a dead source (404, refused), an interrupted or wrong file, a
+                # read-only root: try the next source and, in the end, say what was tried.
+                failures.append(f"{f.path}: {url}: {error}")
     return failures
 
 
@@ -698,8 +754,10 @@ def load(name: str, root: str | os.PathLike[str] | None = None, subset: int | No
         subset: if given, a class-stratified random subset of this many samples
             (:func:`stratified_indices`), in the dataset's order.
         seed: the seed of that subset.
-        download: fetch missing files (not YTF) from their published URLs into ``root`` first.
-            Off by default: the offline path never touches the network.
+        download: fetch missing files (not YTF) into ``root`` first, each from its sources
+            in order (``DataFile.urls``) until one gives the file with the published
+            sha256; an interrupted or wrong download leaves no file behind. Off by default: the
+            offline path never touches the network.
 
     Returns:
         ``x``: float32 tensor N×C×H×W with values in [0, 1] (MNIST and Fashion-MNIST /255,
@@ -707,7 +765,8 @@ def load(name: str, root: str | os.PathLike[str] | None = None, subset: int | No
 
     Raises:
         ValueError: unknown name, or ``subset`` larger than the dataset.
-        DatasetNotFoundError: files missing; the message says which, where and how to get them.
+        DatasetNotFoundError: files missing; the message says which, where and how to get them
+            (after a failed download: every source tried, why each failed, and what to do).
         DatasetCorruptError: a file has the wrong checksum or cannot be parsed.
     """
     info = DATASETS[canonical_name(name)]
@@ -718,13 +777,7 @@ def load(name: str, root: str | os.PathLike[str] | None = None, subset: int | No
         failures: list[str] = []
         if download:
             failures = _download(info, root_path)
-        try:
-            paths = _check_files(info, root_path, why_root)
-        except DatasetNotFoundError as error:
-            if not failures:
-                raise
-            raise DatasetNotFoundError(f"{error}\n\nThe download failed:\n  "
-                                       + "\n  ".join(failures)) from None
+        paths = _check_files(info, root_path, why_root, failures)
         loader = _load_usps if info.name == "usps" else _load_idx
         x, y = loader(paths)
     if subset is not None:

@@ -3,12 +3,17 @@ messages, the stratified subsets and the two YTF formats (on tiny files made her
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
+import http.server
 import os
+import socket
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -242,6 +247,152 @@ def test_fetch_checks_the_checksum(tmp_path):
     assert not target.exists() and not list(target.parent.iterdir())
     data._fetch(source.as_uri(), target, hashlib.sha256(b"payload").hexdigest())
     assert target.read_bytes() == b"payload"
+
+
+# --------------------------------------------------------------------------------------------
+# Downloads from a local HTTP server: each way a source can fail, and the fall-back
+# --------------------------------------------------------------------------------------------
+
+
+def test_sources():
+    """Every file has a source; MNIST and Fashion-MNIST several; USPS the authors' copy at a
+    fixed commit. No source is the RWTH address, which no longer serves USPS."""
+    for info in DATASETS.values():
+        for f in info.files:
+            assert f.urls and all(url.endswith("/" + Path(f.path).name) for url in f.urls)
+            assert all(url.startswith(("https://", "http://")) for url in f.urls)
+            assert not any("rwth-aachen" in url for url in f.urls + (info.source,))
+            if info.name != "usps":
+                assert len(f.urls) >= 2, f.path
+    for f in DATASETS["usps"].files:
+        assert f.urls == ("https://raw.githubusercontent.com/ChengZhanwen/DECS/"
+                          f"85f2586deb5a376383a915a772f4fa927e56d0c4/DECS/data/usps/{Path(f.path).name}",)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """Serves ``files`` (name -> bytes) under /<behaviour>/<name> and records the paths asked."""
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    # ok: the file; missing: 404; wrong: other bytes of the same length; cut: the right length
+    # announced, half of the file sent, then the connection closed
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        behaviour, _, name = self.path.lstrip("/").partition("/")
+        body = self.server.files.get(name)
+        if behaviour == "missing" or body is None:
+            self.send_error(404)
+            return
+        if behaviour == "wrong":
+            body = bytes(len(body))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if behaviour == "cut":
+            self.wfile.write(body[:len(body) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    with _Server() as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        yield httpd
+        httpd.shutdown()
+
+
+def _refused_url() -> str:
+    """An address on which nothing listens: connecting to it is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+TINY_USPS = {"usps_train.jf.gz": "10 4\n3 0 1 2 0\n7 2 2 0 1\n1 0 0 0 2\n-1\n",
+             "usps_test.jf.gz": "10 4\n9 1 1 1 1\n-1\n"}
+
+
+@pytest.fixture
+def served_usps(server, monkeypatch):
+    """USPS as a tiny pair of .jf.gz files on the local server; ``use(*sources)`` points the
+    dataset's mirror list at them (a source: 'ok', 'missing', 'wrong', 'cut' or a base URL)."""
+    server.files = {name: gzip.compress(text.encode(), mtime=0) for name, text in TINY_USPS.items()}
+    server.requests.clear()
+
+    def use(*sources):
+        bases = [s if "://" in s else f"{server.url}/{s}/" for s in sources]
+        files = tuple(data.DataFile(f"usps/{name}", hashlib.sha256(body).hexdigest(), len(body),
+                                    tuple(base.rstrip("/") + "/" + name for base in bases))
+                      for name, body in server.files.items())
+        info = dataclasses.replace(DATASETS["usps"], files=files)
+        monkeypatch.setattr(data, "DATASETS", MappingProxyType({**DATASETS, "usps": info}))
+        return info
+
+    return use
+
+
+def test_download_from_a_local_mirror(tmp_path, served_usps, server):
+    served_usps("ok")
+    x, y = data.load("usps", root=tmp_path, download=True)
+    assert x.shape == (4, 1, 2, 2) and y.tolist() == [3, 7, 1, 9]
+    assert float(x.max()) == 1.0  # [0, 2] halved
+    assert sorted(p.name for p in (tmp_path / "usps").iterdir()) == sorted(TINY_USPS)  # no temporary file
+    assert data.is_available("usps", root=tmp_path)
+    asked = len(server.requests)
+    data.load("usps", root=tmp_path, download=True)  # present and intact: nothing is fetched again
+    assert len(server.requests) == asked
+
+
+@pytest.mark.parametrize("failing", ["missing", "wrong", "cut", "refused"])
+def test_a_failing_mirror_falls_back_to_the_next(tmp_path, served_usps, server, failing):
+    served_usps(_refused_url() if failing == "refused" else failing, "ok")
+    x, y = data.load("usps", root=tmp_path, download=True)
+    assert y.tolist() == [3, 7, 1, 9]
+    if failing != "refused":
+        assert [r.split("/")[1] for r in server.requests] == [failing, "ok"] * 2
+    assert sorted(p.name for p in (tmp_path / "usps").iterdir()) == sorted(TINY_USPS)
+
+
+def test_an_interrupted_download_leaves_no_partial_file(tmp_path, served_usps, server):
+    info = served_usps("cut")
+    f = info.files[0]
+    target = tmp_path / f.path
+    with pytest.raises(ValueError, match="interrupted: received"):
+        data._fetch(f.urls[0], target, f.sha256, f.size)
+    assert not target.exists() and not list(target.parent.iterdir())
+    # Without the expected size the checksum still refuses the half file.
+    with pytest.raises(ValueError, match="wrong sha256"):
+        data._fetch(f.urls[0], target, f.sha256)
+    assert not list(target.parent.iterdir())
+
+
+def test_when_every_mirror_fails_the_error_says_what_was_tried_and_what_to_do(tmp_path, served_usps):
+    refused = _refused_url()
+    info = served_usps("missing", "wrong", "cut", refused)
+    with pytest.raises(DatasetNotFoundError) as caught:
+        data.load("usps", root=tmp_path, download=True)
+    message = str(caught.value)
+    for f in info.files:
+        for url in f.urls:
+            assert url in message
+    for why in ("HTTP Error 404", "wrong sha256", "interrupted: received", "refused"):
+        assert message.count(why) >= len(info.files), why
+    assert "What to do" in message and "DECS_DATA" in message and str(tmp_path / "usps") in message
+    assert "download=True)" not in message.split("download=True could not")[0]  # no "try download=True"
+    assert not list((tmp_path / "usps").iterdir())  # nothing partial, no temporary file
 
 
 # --------------------------------------------------------------------------------------------
