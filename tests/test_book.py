@@ -69,7 +69,7 @@ def test_every_result_figure_names_its_scale():
 
 
 # ------------------------------------------------- one repository address, one pinned release
-BOOK_SOURCES = ("book/*.md", "book/*.ipynb", "README.md", "CITATION.cff", "_config.yml")
+BOOK_SOURCES = ("book/*.md", "book/*.ipynb", "README.md", "CITATION.cff", "LICENSE-text", "_config.yml")
 
 
 def _notebooks():
@@ -196,3 +196,34 @@ def test_glue_uses_myst_nb_where_installed_and_shows_or_skips_elsewhere(monkeypa
         assert shown == [0.75] and len(glued) == 1
     finally:
         notebook._myst_nb_glue.cache_clear()
+
+
+# ------------------------------------------------- citation and licences
+def test_citation_file_names_the_repository_release_licences_and_the_paper():
+    import yaml
+
+    from decs.release import RELEASE, REPOSITORY
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert cff["cff-version"] == "1.2.0" and cff["authors"] and cff["message"]
+    assert cff["repository-code"] == REPOSITORY
+    assert cff["version"] == RELEASE.removeprefix("v")
+    assert set(cff["license"]) == {"MIT", "CC-BY-4.0"}
+    bib = (ROOT / "book" / "references.bib").read_text(encoding="utf-8")
+    paper = re.search(r"@inproceedings\{cheng2024decs,.*?title\s*=\s*\{(.+?)\},", bib, flags=re.S).group(1)
+    assert [r["title"] for r in cff["references"]] == [paper]
+    assert [a["family-names"] for a in cff["references"][0]["authors"]] == ["Cheng", "Li", "Wang", "Qian"]
+
+
+def test_licence_files_match_pyproject_and_the_cite_page():
+    from decs.release import RELEASE
+
+    tomllib = pytest.importorskip("tomllib")
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == {"text": "MIT"}
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    assert "CC BY 4.0" in (ROOT / "LICENSE-text").read_text()
+    cite = (ROOT / "book" / "cite.md").read_text(encoding="utf-8")
+    assert re.search(r"version\s*=\s*\{(.+?)\}", cite).group(1) == RELEASE.removeprefix("v")
+    for named in ("MIT", "CC BY 4.0", "LICENSE", "LICENSE-text", "data/README.md", "{cite:t}`cheng2024decs`"):
+        assert named in cite, named
+    assert re.search(r"^\s+- file: book/cite$", (ROOT / "_toc.yml").read_text(), flags=re.M)
