@@ -227,3 +227,14 @@ def test_licence_files_match_pyproject_and_the_cite_page():
     for named in ("MIT", "CC BY 4.0", "LICENSE", "LICENSE-text", "data/README.md", "{cite:t}`cheng2024decs`"):
         assert named in cite, named
     assert re.search(r"^\s+- file: book/cite$", (ROOT / "_toc.yml").read_text(), flags=re.M)
+
+
+def test_the_install_cell_is_valid_ipython_that_pip_installs_the_requirement():
+    """The %pip line sits inside an if: IPython must still turn it into a magic call."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from decs.release import install_cell, requirement
+
+    python = TransformerManager().transform_cell(install_cell())
+    compile(python, "install_cell", "exec")
+    assert f"""run_line_magic('pip', 'install -q "{requirement()}"')""" in python
