@@ -255,3 +255,29 @@ def findings(records: list[dict] | None = None) -> str:
             f"({fmt(*row['kmeans_embedding_acc'])}) and {emptied} empty a cluster"
             + (f"; published DECS: {pub:.3f}." if pub is not None else "."))
     return "\n".join(lines) if lines else "- (no committed protocol records yet)"
+
+
+def threshold_summary(records: list[dict] | None = None) -> list[dict]:
+    """Otsu's threshold as the clustering loop saw it, one row per protocol DECS record that keeps
+    the loop's diagnostics: the mean t of the first evaluation interval and of the last tenth of
+    the run, and the share of all batches whose threshold hit the clamp of
+    :func:`decs.stability.otsu_threshold` (where the authors' rule returns t = 0 and divides by
+    zero). Read in :doc:`/book/06_determinacy_and_stability`."""
+    records = load_records() if records is None else records
+    rows = []
+    for r in records:
+        if r["method"] != "decs" or not is_protocol_run(r):
+            continue
+        pairs = [(p, e) for p, e in zip(r["history"], r["history"][1:]) if "t_clamped" in e]
+        if not pairs:
+            continue
+        tail = pairs[-max(1, len(pairs) // 10):]
+        steps = sum(e["iteration"] - p["iteration"] for p, e in pairs)
+        rows.append({"dataset": r["dataset"], "profile": r["profile"], "seed": r["seed"],
+                     "iterations": r["iterations"],
+                     "clusters used": int(np.count_nonzero(r["history"][-1]["cluster_sizes"])),
+                     "t, first interval": pairs[0][1]["t_mean"],
+                     "t, last tenth": float(np.mean([e["t_mean"] for _, e in tail])),
+                     "lowest t": min(e["t_min"] for _, e in pairs),
+                     "share of batches clamped": sum(e["t_clamped"] for _, e in pairs) / steps})
+    return rows

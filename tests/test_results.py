@@ -113,3 +113,18 @@ def test_findings_are_computed_from_the_records():
     assert "0.925 ± 0.025 (2)" in text and "0.980 ± 0.010 (2)" in text
     assert "1 of 2 DECS runs end below" in text and "1 empty a cluster" in text and "published DECS: 0.992" in text
     assert results.findings([]) == "- (no committed protocol records yet)"
+
+
+def test_threshold_summary_reads_the_loop_diagnostics():
+    h = [{"iteration": 0, "cluster_sizes": [3, 3]},
+         {"iteration": 30, "cluster_sizes": [3, 3], "t_mean": 0.4, "t_min": 0.3, "t_max": 0.5, "t_clamped": 0},
+         {"iteration": 60, "cluster_sizes": [6, 0], "t_mean": 0.1, "t_min": 0.0005, "t_max": 0.2, "t_clamped": 3}]
+    rec = {"dataset": "usps", "profile": "cpu", "seed": 0, "method": "decs", "path": "cpu-seed0.json",
+           "iterations": 60, "history": h}
+    old = {**rec, "history": [{"iteration": 0, "cluster_sizes": [3, 3]}, {"iteration": 30, "cluster_sizes": [3, 3]}]}
+    ablation = {**rec, "path": "cpu-seed0+lam=0.0.json"}
+    rows = results.threshold_summary([rec, old, ablation])   # only protocol runs that kept diagnostics
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["t, first interval"] == 0.4 and row["t, last tenth"] == 0.1 and row["lowest t"] == 0.0005
+    assert row["share of batches clamped"] == 3 / 60 and row["clusters used"] == 1
