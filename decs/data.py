@@ -279,7 +279,10 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path | str) -> str:
+    """The sha256 of a file, in hex (hashed once per process while its size and modification time
+    stay the same). Checks the datasets here and the model files in :mod:`decs.results`."""
+    path = Path(path)
     stat = path.stat()
     return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
 
@@ -292,7 +295,7 @@ def _check_files(info: DatasetInfo, root: Path, why_root: str,
     missing = [not p.is_file() for p in paths]
     if any(missing):
         raise DatasetNotFoundError(_missing_message(info, root, why_root, paths, missing, failures))
-    found = [_sha256(p) for p in paths]
+    found = [sha256(p) for p in paths]
     if any(h != f.sha256 for h, f in zip(found, info.files)):
         raise DatasetCorruptError(_corrupt_message(info, root, why_root, paths, found))
     return paths
@@ -374,9 +377,9 @@ def _corrupt_message(info: DatasetInfo, root: Path, why_root: str,
 # --------------------------------------------------------------------------------------------
 
 
-def _fetch(url: str, target: Path, sha256: str, size: int | None = None) -> None:
+def _fetch(url: str, target: Path, expected: str, size: int | None = None) -> None:
     """Download ``url`` to ``target`` through a temporary file beside it, which becomes
-    ``target`` only when complete (``size`` bytes, when given) and of checksum ``sha256``.
+    ``target`` only when complete (``size`` bytes, when given) and of sha256 ``expected``.
 
     An interrupted or wrong download never leaves a file under ``target``'s name: the temporary
     file is removed on any error (``ValueError`` for a short or wrong file, ``OSError`` or
@@ -397,9 +400,9 @@ def _fetch(url: str, target: Path, sha256: str, size: int | None = None) -> None
         # http.client ends a body cut short by the server without an error: count the bytes.
         if size is not None and received < size:
             raise ValueError(f"interrupted: received {received:,} of {size:,} bytes")
-        found = _sha256(tmp)
-        if found != sha256:
-            raise ValueError(f"wrong sha256 {found} (expected {sha256}): not the published file")
+        found = sha256(tmp)
+        if found != expected:
+            raise ValueError(f"wrong sha256 {found} (expected {expected}): not the published file")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -158,7 +158,7 @@ def load_or_train(dataset: str, S: Setup, method: str = "decs", seed: int = 0, p
     profile (checkpoints shared by every chapter and by ``python -m decs``, so it is trained once).
     Used in :doc:`/book/08_training_usps`."""
     from . import data
-    from .__main__ import checkpoint_dir, cluster_tag
+    from .results import checkpoint_dir, cluster_tag
     from .models import ConvAutoencoder
     from .results import RESULTS, load_model_files
     from .train import run

@@ -7,12 +7,16 @@ numbers typed in by hand are the published ones below, with their source. Used i
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
-from .train import REPO_ROOT
+from .config import Config, get_config
+from .data import sha256
+from .train import PRETRAIN_FIELDS, REPO_ROOT
 
 RESULTS = REPO_ROOT / "results"
 DATASET_ORDER = ("mnist", "mnist-test", "usps", "fashion-mnist", "ytf")
@@ -116,6 +120,43 @@ def summary_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------------------ run names
+# A run's record, checkpoint folder and model files are named from its profile, seed and the
+# settings it changed, so that no run takes another's name.
+
+def _changes(cfg: Config, fields=None) -> str:
+    """``+field=value`` for each field (of ``fields``, default all) that differs from the profile."""
+    base = get_config(cfg.profile)
+    names = fields or [f.name for f in dataclasses.fields(Config)]
+    tag = "".join(f"+{n}={getattr(cfg, n)}" for n in names if getattr(cfg, n) != getattr(base, n))
+    return tag.replace(" ", "").replace("/", "_").replace("(", "").replace(")", "")
+
+
+def run_name(cfg: Config, seed: int) -> str:
+    """``<profile>-seed<seed>``, followed by every field that differs from the profile, so a
+    changed run never overwrites (or resumes) a run of the profile itself."""
+    return f"{cfg.profile}-seed{seed}{_changes(cfg)}"
+
+
+def pretraining_name(cfg: Config, seed: int) -> str:
+    """``<profile>-seed<seed>`` and the pretraining settings that differ from the profile: the
+    name of one pretraining (its checkpoint folder and its model file)."""
+    return f"{cfg.profile}-seed{seed}{_changes(cfg, PRETRAIN_FIELDS)}"
+
+
+def checkpoint_dir(dataset: str, cfg: Config, seed: int) -> Path:
+    """One folder per pretraining, ``checkpoints/<dataset>/<pretraining name>/`` (``DECS_CHECKPOINTS``
+    overrides the root): runs that change only clustering settings share it, and so do
+    ``python -m decs`` and every chapter (:doc:`/book/03_representation_learning`)."""
+    root = Path(os.environ.get("DECS_CHECKPOINTS", REPO_ROOT / "checkpoints"))
+    return root / dataset / pretraining_name(cfg, seed)
+
+
+def cluster_tag(cfg: Config) -> str:
+    """The clustering settings that differ from the profile (part of the checkpoint's file name)."""
+    return _changes(cfg, [f.name for f in dataclasses.fields(Config) if f.name not in PRETRAIN_FIELDS])
+
+
 # ------------------------------------------------------------------------------ model files
 # Beside a record the book shows: the final encoder and centroids (``<run>.pt``, with the
 # embeddings kept at a few stages of the run) and the pretrained autoencoder it started from
@@ -126,17 +167,6 @@ MODEL_FORMAT = 1
 
 class ModelFileError(RuntimeError):
     """A record's model file is missing, or is not the file the record was written with."""
-
-
-def sha256(path: Path | str) -> str:
-    """The sha256 of a file, in hex."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _same_tensors(a: dict, b: dict) -> bool:

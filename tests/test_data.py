@@ -136,9 +136,9 @@ def test_checksums_are_cached_per_process():
     if not _files_present("mnist-test"):
         pytest.skip(f"mnist files not found under {ROOT}: set DECS_DATA")
     path = ROOT / DATASETS["mnist-test"].files[0].path
-    data._sha256(path)
+    data.sha256(path)
     hits = data._sha256_cached.cache_info().hits
-    assert data._sha256(path) == DATASETS["mnist-test"].files[0].sha256
+    assert data.sha256(path) == DATASETS["mnist-test"].files[0].sha256
     assert data._sha256_cached.cache_info().hits == hits + 1
 
 
@@ -222,9 +222,9 @@ def test_corrupt_file_is_named_with_both_checksums(tmp_path):
 def test_a_file_rewritten_in_place_is_hashed_again(tmp_path):
     path = tmp_path / "file.bin"
     path.write_bytes(b"one")
-    first = data._sha256(path)
+    first = data.sha256(path)
     path.write_bytes(b"two!")
-    assert data._sha256(path) != first == hashlib.sha256(b"one").hexdigest()
+    assert data.sha256(path) != first == hashlib.sha256(b"one").hexdigest()
 
 
 def test_failed_download_falls_through_to_the_usual_error(tmp_path, monkeypatch):
