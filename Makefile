@@ -9,12 +9,12 @@ export DECS_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(
 export DECS_PROFILE ?= ci
 export PYTHONHASHSEED := 0
 
-.PHONY: book test unit notebooks notebooks-fallback book-html book-check book-student install clean
+.PHONY: book test unit notebooks notebooks-fallback fresh-reader book-html book-check book-student install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[book,test]"
+	$(PY) -m pip install -c requirements-lock.txt -e ".[book,test]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (decs)"
 	touch $(STAMP)
 
@@ -26,9 +26,9 @@ book: $(STAMP)
 	@echo "open _build/html/index.html"
 
 ## make test: unit tests, every notebook under nbval, the real-scale chapters once more with the
-## committed model files hidden (their "else train" branch), and the executed build (-W -n) with
-## tests on its HTML
-test: unit notebooks notebooks-fallback book-html
+## committed model files hidden (their "else train" branch), a fresh reader's set-up from the
+## installed wheel, and the executed build (-W -n) with tests on its HTML
+test: unit notebooks notebooks-fallback fresh-reader book-html
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -q
@@ -41,6 +41,12 @@ FALLBACK := book/03_representation_learning.ipynb book/04_dec_pseudo_targets.ipy
             book/08_training_usps.ipynb book/embedding_tsne.ipynb
 notebooks-fallback: $(STAMP)
 	DECS_COMMITTED=0 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(FALLBACK) -q
+
+## a fresh reader: the package from a built wheel on an import path of its own, no DECS_DATA, the
+## working folder outside the repository, data and the release's results from a local HTTP server,
+## and the set-up cell of every notebook run (tools/fresh_reader.py says what each step stands for)
+fresh-reader: $(STAMP)
+	$(PY) tools/fresh_reader.py --data "$(DECS_DATA)"
 
 ## the executed build, then tests on what a reader sees (no internal notes, no build-machine paths, scale notes)
 book-html: book

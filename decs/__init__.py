@@ -11,7 +11,7 @@ from .config import Config, get_config
 from .stability import (determinacy, gradient_bound, instability, instability_loss, otsu_threshold,
                         sample_stability, soft_assign)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Config", "get_config", "soft_assign", "otsu_threshold", "determinacy", "sample_stability",
            "instability", "instability_loss", "gradient_bound", "DECS", "DEC", "__version__"]

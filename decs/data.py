@@ -50,6 +50,7 @@ __all__ = [
     "DatasetNotFoundError",
     "canonical_name",
     "data_root",
+    "fetch",
     "is_available",
     "load",
     "n_clusters",
@@ -413,9 +414,11 @@ def _download(info: DatasetInfo, root: Path) -> list[str]:
     gives the published file. Returns one line per failed attempt, those a later source made up
     for included (:func:`load` shows them only when a file is still missing)."""
     failures: list[str] = []
+    mirror = os.environ.get("DECS_MIRROR", "").strip().rstrip("/")
     for f in info.files:
         target = root / f.path
-        for url in f.urls:
+        # $DECS_MIRROR (a folder laid out like the data root, served over http): tried first
+        for url in ((f"{mirror}/{f.path}",) if mirror else ()) + f.urls:
             if target.is_file():
                 break
             try:
@@ -425,6 +428,19 @@ def _download(info: DatasetInfo, root: Path) -> list[str]:
                 # read-only root: try the next source and, in the end, say what was tried.
                 failures.append(f"{f.path}: {url}: {error}")
     return failures
+
+
+def fetch(name: str, root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Download a dataset's missing files into ``root`` (see :func:`data_root`), each from its
+    sources in order (``$DECS_MIRROR`` first when set, then ``DataFile.urls``) until one gives the
+    file with the published sha256. Returns one line per failed attempt; the dataset is ready
+    when :func:`is_available` says so. YTF has no published file: nothing is fetched.
+
+    Used by :func:`decs.notebook.setup`, which fetches what a chapter needs
+    (:doc:`/book/02_clustering_and_metrics`).
+    """
+    info = DATASETS[canonical_name(name)]
+    return _download(info, _resolve_root(root)[0]) if info.files else []
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,12 +9,14 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from .config import Config, get_config
 from .data import data_root
+from .paths import REPO_ROOT
 from .plots import use_style
 from .train import get_device, seed_everything
 
@@ -22,8 +24,6 @@ from .train import get_device, seed_everything
 def display_path(path: Path) -> str:
     """A path as a page may print it: relative to the repository when inside it, else only its
     last two parts (a built page never shows the build machine's folders)."""
-    from .train import REPO_ROOT
-
     path = Path(path).resolve()
     try:
         return path.relative_to(REPO_ROOT).as_posix()
@@ -41,12 +41,41 @@ class Setup:
     seed: int
 
 
-def setup(seed: int = 0) -> Setup:
+def downloads_allowed() -> bool:
+    """False when ``DECS_DOWNLOAD=0``: :func:`setup` then never touches the network."""
+    return os.environ.get("DECS_DOWNLOAD", "1").strip().lower() not in ("0", "false", "no")
+
+
+def _prepare_data(names: Sequence[str], root: Path) -> list[str]:
+    """Make each dataset a chapter reads available, fetching what is missing (when downloads are
+    allowed); one line per dataset that was fetched or is still missing."""
+    from . import data
+
+    lines = []
+    for name in names:
+        if data.is_available(name, root):
+            continue
+        failures = data.fetch(name, root) if downloads_allowed() else ["downloads are off (DECS_DOWNLOAD=0)"]
+        if data.is_available(name, root):
+            lines.append(f"{name}: downloaded into {display_path(root)} (sha256 checked)")
+        else:
+            why = failures[-1] if failures else "no published file to download"
+            lines.append(f"{name}: NOT AVAILABLE ({why}); the cells that need it will say how to get it")
+    return lines
+
+
+def setup(seed: int = 0, data: Sequence[str] = ()) -> Setup:
     """Seed everything, choose device and profile, find the data, set the plot style, and say so.
 
     The profile comes from ``DECS_PROFILE`` (``ci``, ``cpu`` or ``paper``; default ``cpu``),
     the device from ``DECS_DEVICE`` (default: cuda if available), the data from ``DECS_DATA``.
+    ``data`` names the datasets the chapter reads: a missing one is downloaded (checksummed;
+    ``DECS_DOWNLOAD=0`` turns that off) and one that stays missing is reported, not fatal. An
+    installed package (Colab) also fetches the release's committed results into the user's cache
+    (:func:`decs.results.ensure_fetched`); a checkout reads its own ``results/``.
     """
+    from .results import ensure_fetched
+
     seed_everything(seed)
     # MyST-NB's glue formats numbers from their text repr; NumPy 2 writes scalars as
     # "np.float64(0.42)", which it cannot format. The 1.25 repr is the plain number.
@@ -56,8 +85,13 @@ def setup(seed: int = 0) -> Setup:
     root = data_root()
     use_style()
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
+    notes = _prepare_data(data, root)
+    if downloads_allowed():
+        ensure_fetched()
     print(f"profile={cfg.profile} | device={device} ({hw}) | data={display_path(root)} | seed={seed} | "
           f"torch {torch.__version__}, python {platform.python_version()}")
+    for line in notes:
+        print("  " + line)
     return Setup(cfg.profile, cfg, device, root, seed)
 
 

@@ -7,7 +7,9 @@ three). The "How to cite" page (``book/cite.md``) links to the same repository.
 """
 from __future__ import annotations
 
-__all__ = ["EXTRA", "RELEASE", "REPOSITORY", "install_cell", "requirement"]
+from typing import Sequence
+
+__all__ = ["EXTRA", "RELEASE", "REPOSITORY", "install_cell", "notebook_data", "raw_url", "requirement"]
 
 REPOSITORY = "https://github.com/decs-book/decs-book"
 """The public repository of the book and of the ``decs`` package."""
@@ -25,6 +27,13 @@ dependencies (progress bars, HDF5 for YTF). Not ``book``: MyST-NB and Sphinx are
 build the book, and :func:`decs.notebook.glue` works without them."""
 
 
+def raw_url(path: str, release: str = RELEASE) -> str:
+    """The address of one file of the repository at ``release``, e.g. a run record that an
+    installed package fetches (:func:`decs.results.fetch_results`)."""
+    owner_repo = REPOSITORY.removeprefix("https://github.com/")
+    return f"https://raw.githubusercontent.com/{owner_repo}/{release}/{path}"
+
+
 def requirement(extra: str | None = EXTRA, release: str = RELEASE) -> str:
     """The pip requirement of the package at ``release``, e.g.
     ``decs[notebook] @ git+https://github.com/decs-book/decs-book@v0.2.0``."""
@@ -32,9 +41,17 @@ def requirement(extra: str | None = EXTRA, release: str = RELEASE) -> str:
     return f"{name} @ git+{REPOSITORY}@{release}"
 
 
-def install_cell() -> str:
+def notebook_data(metadata: dict) -> list[str]:
+    """The datasets a notebook reads, from its metadata (``{"decs": {"data": ["usps"]}}``): what
+    its set-up cell asks :func:`decs.notebook.setup` to make available."""
+    return list(metadata.get("decs", {}).get("data", []))
+
+
+def install_cell(data: Sequence[str] = ()) -> str:
     """The source of every notebook's first code cell: on Colab, install the pinned release;
-    everywhere, run :func:`decs.notebook.setup` (which prints what the chapter runs with)."""
+    everywhere, run :func:`decs.notebook.setup` with the datasets the chapter reads (``data``,
+    from the notebook's metadata ``decs.data``; setup fetches a missing one)."""
+    call = f"setup(seed=0, data={list(data)!r})" if data else "setup(seed=0)"
     return "\n".join([
         "# Set-up: on Colab, install the book's package first (skipped everywhere else).",
         "import sys",
@@ -42,5 +59,5 @@ def install_cell() -> str:
         f'    %pip install -q "{requirement()}"',
         "import decs",
         "from decs.notebook import setup",
-        "S = setup(seed=0)   # prints profile, device, data root, seed",
+        f"S = {call}   # prints profile, device, data root, seed",
     ])

@@ -16,9 +16,23 @@ import numpy as np
 
 from .config import Config, get_config
 from .data import sha256
+from .paths import cache_dir, checkpoints_root, in_checkout
 from .train import PRETRAIN_FIELDS, REPO_ROOT
 
-RESULTS = REPO_ROOT / "results"
+
+def _results_root() -> Path:
+    """``$DECS_RESULTS``, else ``results/`` of the checkout, else the release's copy in the
+    user's cache (fetched by :func:`fetch_results` from the release the notebooks install)."""
+    from .release import RELEASE
+
+    env = os.environ.get("DECS_RESULTS", "").strip()
+    if env:
+        return Path(env).expanduser().absolute()
+    return REPO_ROOT / "results" if in_checkout() else cache_dir() / "results" / RELEASE
+
+
+RESULTS = _results_root()
+"""The committed run records and model files the chapters read (see :func:`_results_root`)."""
 DATASET_ORDER = ("mnist", "mnist-test", "usps", "fashion-mnist", "ytf")
 
 # Published numbers (ACC, NMI): DECS from the authors' README (the paper's
@@ -40,6 +54,7 @@ def hardware(environment: dict) -> str:
 def load_benchmarks(root: Path | str = RESULTS / "benchmarks") -> list[dict]:
     """One row per dataset of every ``benchmarks/speed.py --out`` file under ``root``: the
     file, its hardware and commit, and the measured seconds."""
+    ensure_fetched(Path(root).parent)
     rows = []
     for path in sorted(Path(root).glob("*.json")):
         rec = json.loads(path.read_text())
@@ -56,6 +71,7 @@ def load_records(root: Path | str = RESULTS, dataset: str | None = None, method:
                  profile: str | None = None) -> list[dict]:
     """All run records under ``root`` (``<dataset>/<method>/<run>.json``), optionally filtered.
     Each record gets a ``path`` entry saying which file it came from."""
+    ensure_fetched(root)
     out = []
     for path in sorted(Path(root).glob("*/*/*.json")):
         rec = json.loads(path.read_text())
@@ -145,11 +161,11 @@ def pretraining_name(cfg: Config, seed: int) -> str:
 
 
 def checkpoint_dir(dataset: str, cfg: Config, seed: int) -> Path:
-    """One folder per pretraining, ``checkpoints/<dataset>/<pretraining name>/`` (``DECS_CHECKPOINTS``
-    overrides the root): runs that change only clustering settings share it, and so do
+    """One folder per pretraining, ``<checkpoints>/<dataset>/<pretraining name>/`` (the root is
+    :func:`decs.paths.checkpoints_root`: ``DECS_CHECKPOINTS``, else the checkout's ``checkpoints/``,
+    else the user's cache): runs that change only clustering settings share it, and so do
     ``python -m decs`` and every chapter (:doc:`/book/03_representation_learning`)."""
-    root = Path(os.environ.get("DECS_CHECKPOINTS", REPO_ROOT / "checkpoints"))
-    return root / dataset / pretraining_name(cfg, seed)
+    return checkpoints_root() / dataset / pretraining_name(cfg, seed)
 
 
 def cluster_tag(cfg: Config) -> str:
@@ -221,6 +237,8 @@ def save_model_files(result, record_path: Path | str, pretrained_name: str, root
 
 def _checked(entry: dict, root: Path) -> Path:
     path = root / entry["path"]
+    if not path.exists() and root == RESULTS and not in_checkout():
+        fetch_results(root, [entry["path"]])  # an installed package fetches the release's file
     if not path.exists():
         raise ModelFileError(f"{path} is missing: the record names it (sha256 {entry['sha256']}) but it is not "
                              "on this machine. Only seed 0 of each protocol run has its model files in "
@@ -258,6 +276,82 @@ def load_model_files(record: dict, root: Path | str = RESULTS, device="cpu") -> 
         net.eval()
     return {"pretrained": pretrained, "encoder": final.encoder, "centroids": fin["centroids"].to(device),
             "alpha": fin["alpha"], "stages": fin["stages"]}
+
+
+# ------------------------------------------------------------------------------ an installed package
+# A checkout has results/ beside the package. An installed package (pip, Colab) has not: it
+# fetches the files of the release it was installed from, listed with their sha256 in the
+# package's results_manifest.json (written by tools/sync_results_manifest.py; a test checks it
+# against results/), into the user's cache.
+MANIFEST = Path(__file__).with_name("results_manifest.json")
+
+
+def manifest() -> dict:
+    """``{"files": {path under results/: {"sha256": ..., "bytes": ...}}}`` of this release."""
+    return json.loads(MANIFEST.read_text())
+
+
+def _result_urls(rel: str) -> list[str]:
+    """Where a file of results/ is fetched from, first choice first: ``$DECS_RESULTS_URL`` (a
+    mirror, or a local server in the tests), then the release in the book's repository."""
+    from .release import RELEASE, raw_url
+
+    urls = [raw_url(f"results/{rel}", RELEASE)]
+    mirror = os.environ.get("DECS_RESULTS_URL", "").strip()
+    return ([mirror.rstrip("/") + "/" + rel] if mirror else []) + urls
+
+
+def fetch_results(root: Path | str = RESULTS, paths=None, models: bool = False) -> list[str]:
+    """Fetch the release's committed results into ``root`` where missing: ``paths`` (relative to
+    results/), else every record, benchmark and theory file (and the model files too when
+    ``models``). Each file is checked against the manifest's sha256; an interrupted or wrong
+    download leaves nothing behind. Returns one line per failed file (empty: all there).
+    Used by :func:`decs.notebook.setup` in :doc:`/book/reproducibility`."""
+    import http.client
+
+    from .data import _fetch
+
+    root, files = Path(root), manifest()["files"]
+    wanted = paths if paths is not None else [p for p in files if models or not p.endswith(".pt")]
+    failures = []
+    for rel in wanted:
+        entry, target = files.get(rel), root / rel
+        if entry is None:
+            failures.append(f"{rel}: not in this release's manifest")
+            continue
+        if target.is_file() and sha256(target) == entry["sha256"]:
+            continue
+        errors = []
+        for url in _result_urls(rel):
+            try:
+                _fetch(url, target, entry["sha256"], entry["bytes"])
+                break
+            except (OSError, ValueError, http.client.HTTPException) as error:
+                errors.append(f"{url}: {error}")
+        else:
+            failures.append(f"{rel}: " + "; ".join(errors))
+    return failures
+
+
+_FETCHED: set[Path] = set()
+
+
+def ensure_fetched(root: Path | str = RESULTS) -> None:
+    """In an installed package, fetch the release's records once per process before reading
+    ``root`` (when it is :data:`RESULTS` in the user's cache); a failure is a warning, and the
+    tables come out empty. Nothing happens in a checkout or when ``DECS_RESULTS`` names a folder."""
+    root = Path(root)
+    if in_checkout() or os.environ.get("DECS_RESULTS", "").strip() or root != RESULTS or root in _FETCHED:
+        return
+    _FETCHED.add(root)
+    failures = fetch_results(root)
+    if failures:
+        import warnings
+
+        warnings.warn(f"{len(failures)} of the release's result files could not be fetched into {root} "
+                      f"(offline?), so the tables that read them are incomplete; first: {failures[0]}. "
+                      "Set DECS_RESULTS to a copy of the repository's results/ folder to read them from there.",
+                      stacklevel=3)
 
 
 # ------------------------------------------------------------------------------ findings

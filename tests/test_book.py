@@ -79,13 +79,13 @@ def _notebooks():
 def test_every_notebook_starts_with_the_generated_install_cell():
     import json
 
-    from decs.release import install_cell
+    from decs.release import install_cell, notebook_data
 
     differ = []
     for path in _notebooks():
         nb = json.loads(path.read_text(encoding="utf-8"))
         first = next(c for c in nb["cells"] if c["cell_type"] == "code")
-        if "".join(first["source"]) != install_cell():
+        if "".join(first["source"]) != install_cell(notebook_data(nb["metadata"])):
             differ.append(path.name)
     assert not differ, (f"the first code cell of {differ} is not decs.release.install_cell(): "
                         "run python tools/sync_install_cell.py")
@@ -218,8 +218,13 @@ def test_citation_file_names_the_repository_release_licences_and_the_paper():
 def test_licence_files_match_pyproject_and_the_cite_page():
     from decs.release import RELEASE
 
+    import decs
+
     tomllib = pytest.importorskip("tomllib")
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == {"text": "MIT"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE", "LICENSE-text"]
+    # the package a notebook installs from the release tag says it is that release
+    assert project["version"] == decs.__version__ == RELEASE.removeprefix("v")
     assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
     assert "CC BY 4.0" in (ROOT / "LICENSE-text").read_text()
     cite = (ROOT / "book" / "cite.md").read_text(encoding="utf-8")

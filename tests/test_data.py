@@ -608,3 +608,22 @@ def test_environment_variable_is_used(tmp_path, monkeypatch, ytf_h5):
     with pytest.warns(UserWarning):
         x, _ = data.load("ytf")
     assert len(x) == 12
+
+
+def test_decs_mirror_is_tried_first_and_setup_fetches_what_a_chapter_reads(tmp_path, served_usps, server,
+                                                                          monkeypatch, capsys):
+    """setup(data=[...]) downloads a missing dataset ($DECS_MIRROR first, laid out like the data
+    root), says so, and reports one it cannot get instead of failing."""
+    from decs import notebook
+
+    served_usps("missing")  # the published source is dead; the mirror has the files
+    server.files = {f"usps/{k}": v for k, v in server.files.items()}  # /ok/usps/<file>
+    monkeypatch.setenv("DECS_MIRROR", f"{server.url}/ok")
+    monkeypatch.setenv("DECS_DATA", str(tmp_path))
+    notebook.setup(data=["usps"])
+    assert data.is_available("usps") and "usps: downloaded" in capsys.readouterr().out
+    assert server.requests[0].startswith("/ok/usps/")
+    monkeypatch.setenv("DECS_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("DECS_DOWNLOAD", "0")
+    notebook.setup(data=["usps"])
+    assert "usps: NOT AVAILABLE (downloads are off (DECS_DOWNLOAD=0))" in capsys.readouterr().out

@@ -128,3 +128,85 @@ def test_threshold_summary_reads_the_loop_diagnostics():
     row = rows[0]
     assert row["t, first interval"] == 0.4 and row["t, last tenth"] == 0.1 and row["lowest t"] == 0.0005
     assert row["share of batches clamped"] == 3 / 60 and row["clusters used"] == 1
+
+
+# ------------------------------------------------------------------ an installed package
+def test_the_manifest_lists_every_committed_result_with_its_checksum():
+    """An installed package fetches exactly the files results/ holds (tools/sync_results_manifest.py)."""
+    import subprocess
+    import sys
+
+    from decs.train import REPO_ROOT
+
+    tool = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "sync_results_manifest.py"), "--check"],
+                          capture_output=True, text=True)
+    assert tool.returncode == 0, tool.stdout + tool.stderr
+
+
+@pytest.fixture
+def results_server(tmp_path):
+    """results/ of the checkout, served on 127.0.0.1, plus a folder whose files are all wrong."""
+    import http.server
+    import threading
+
+    from decs.results import RESULTS
+
+    bad = tmp_path / "bad"
+    for rel, entry in results.manifest()["files"].items():
+        if not rel.endswith(".pt"):  # the right length, the wrong bytes
+            (bad / rel).parent.mkdir(parents=True, exist_ok=True)
+            (bad / rel).write_bytes(bytes(entry["bytes"]))
+    folders = {"good": RESULTS, "bad": bad}
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def translate_path(self, path):
+            head, _, rest = path.lstrip("/").partition("/")
+            return str(folders[head] / rest) if head in folders else "/nonexistent"
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_fetch_results_checks_each_file_and_falls_back(tmp_path, results_server, monkeypatch):
+    from decs.data import sha256
+
+    wanted = ["usps/decs/paper-seed0.json", "theory/sweep_cpu.json"]
+    wanted = [w for w in wanted if w in results.manifest()["files"]]
+    assert wanted
+    # a wrong copy first: refused by its checksum, nothing left behind; the next source serves it
+    monkeypatch.setattr(results, "_result_urls",
+                        lambda rel: [f"{results_server}/bad/{rel}", f"{results_server}/missing/{rel}",
+                                     f"{results_server}/good/{rel}"])
+    assert results.fetch_results(tmp_path / "r", wanted) == []
+    for rel in wanted:
+        assert sha256(tmp_path / "r" / rel) == results.manifest()["files"][rel]["sha256"]
+    # only wrong copies: each failure named, no file written
+    monkeypatch.setattr(results, "_result_urls", lambda rel: [f"{results_server}/bad/{rel}"])
+    failures = results.fetch_results(tmp_path / "s", wanted)
+    assert len(failures) == len(wanted) and all("wrong sha256" in f for f in failures)
+    assert not list((tmp_path / "s").rglob("*.json"))
+    assert "not in this release's manifest" in results.fetch_results(tmp_path / "s", ["nope.json"])[0]
+
+
+def test_an_installed_package_keeps_checkpoints_and_results_in_the_users_cache(tmp_path, monkeypatch):
+    from decs import paths
+
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "site-packages")  # no pyproject.toml: installed
+    for var in ("DECS_CACHE", "DECS_CHECKPOINTS", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert not paths.in_checkout()
+    assert paths.checkpoints_root() == tmp_path / "home" / ".cache" / "decs" / "checkpoints"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.cache_dir() == tmp_path / "xdg" / "decs"
+    monkeypatch.setenv("DECS_CACHE", str(tmp_path / "drive"))
+    assert paths.checkpoints_root() == tmp_path / "drive" / "checkpoints"
+    monkeypatch.setenv("DECS_CHECKPOINTS", str(tmp_path / "ck"))
+    assert paths.checkpoints_root() == tmp_path / "ck"
+    monkeypatch.setattr(paths, "REPO_ROOT", Path(results.__file__).resolve().parent.parent)
+    assert paths.in_checkout()

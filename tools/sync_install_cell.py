@@ -3,6 +3,8 @@
     python tools/sync_install_cell.py           # rewrite the first code cell where it differs
     python tools/sync_install_cell.py --check   # only list the notebooks that differ (exit 1)
 
+The cell passes the datasets the notebook reads (its metadata ``decs.data``, e.g.
+``{"decs": {"data": ["usps"]}}``) to setup(), which downloads a missing one.
 A new notebook starts with an empty code cell, which this fills in; a first code cell that is
 neither empty nor a set-up cell is never overwritten. Only the first code cell's source changes:
 its id, metadata and every other cell stay as they are, and the notebook is written back in the
@@ -19,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the checkout's decs, also where it is not installed
 
-from decs.release import install_cell  # noqa: E402
+from decs.release import install_cell, notebook_data  # noqa: E402
 
 
 SETUP_MARKS = ("%pip install", "from decs.notebook import setup")
@@ -43,7 +45,7 @@ def sync(path: Path, check: bool = False) -> bool:
     ``check``)."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     cell = first_code_cell(nb)
-    wanted = as_source_lines(install_cell())
+    wanted = as_source_lines(install_cell(notebook_data(nb.get("metadata", {}))))
     source = cell["source"] if isinstance(cell["source"], list) else as_source_lines(cell["source"])
     if source == wanted:
         return False

@@ -1,0 +1,44 @@
+"""Where the package keeps what is not code: the checkout it may run from, and the user's cache.
+
+A reader runs ``decs`` in one of two ways. From a **checkout** of the book's repository (``make
+book``, ``make test``, a course machine) everything lives in the repository: ``data/``,
+``results/`` and ``checkpoints/``. As an **installed package** (``pip install``, Colab) the package
+sits in ``site-packages``, which may not be writable and is lost with the session: checkpoints and
+the committed results fetched for the chapters then go to a per-user cache instead. Used in
+:doc:`/book/reproducibility`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The folder above the package: the repository's root when the package runs from a checkout."""
+
+
+def in_checkout() -> bool:
+    """Whether the package runs from a checkout of the book's repository (the folder above it
+    holds ``pyproject.toml`` and ``book/``), not from an installed copy."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "book").is_dir()
+
+
+def cache_dir() -> Path:
+    """The per-user folder for checkpoints and fetched results of an installed package:
+    ``$DECS_CACHE``, else ``$XDG_CACHE_HOME/decs``, else ``~/.cache/decs``. Never inside
+    ``site-packages``. (On Colab, point ``DECS_CACHE`` at a mounted Drive folder to keep the
+    checkpoints between sessions.)"""
+    env = os.environ.get("DECS_CACHE", "").strip()
+    if env:
+        return Path(env).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return (base / "decs").absolute()
+
+
+def checkpoints_root() -> Path:
+    """Where training checkpoints go: ``$DECS_CHECKPOINTS``, else ``checkpoints/`` in a checkout,
+    else ``<cache>/checkpoints`` (:func:`cache_dir`)."""
+    env = os.environ.get("DECS_CHECKPOINTS", "").strip()
+    if env:
+        return Path(env).expanduser().absolute()
+    return REPO_ROOT / "checkpoints" if in_checkout() else cache_dir() / "checkpoints"
