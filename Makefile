@@ -23,6 +23,8 @@ install: $(STAMP)
 ## make book: build the HTML book, executing every notebook (profile: DECS_PROFILE, default ci)
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@# math that renders offline: MathJax copied into the HTML (skipped, with a message, when offline)
+	-$(PY) tools/vendor_mathjax.py _build/html
 	@echo "open _build/html/index.html"
 
 ## make test: unit tests, every notebook under nbval, the real-scale chapters once more with the

@@ -1,6 +1,7 @@
 """The book's hand-written tables agree with the code, every toc entry exists, and every notebook
 installs the one pinned release named in decs.release."""
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,12 @@ def test_the_sync_tool_agrees_with_the_test(tmp_path):
 def test_config_names_the_release_module_s_repository():
     import yaml
 
-    from decs.release import REPOSITORY
+    from decs.release import RELEASE, REPOSITORY
 
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["repository"]["url"] == REPOSITORY
+    # the launch buttons open the notebooks of the release the set-up cell installs
+    assert config["repository"]["branch"] == RELEASE
 
 
 def test_the_requirement_pins_the_release_and_names_an_extra_that_exists():
@@ -243,3 +246,60 @@ def test_the_install_cell_is_valid_ipython_that_pip_installs_the_requirement():
     python = TransformerManager().transform_cell(install_cell())
     compile(python, "install_cell", "exec")
     assert f"""run_line_magic('pip', 'install -q "{requirement()}"')""" in python
+
+
+def test_vendored_mathjax_is_unpacked_and_every_page_points_at_it(tmp_path):
+    """tools/vendor_mathjax.py: the kept files copied, the CDN address replaced by a relative path."""
+    import importlib.util
+    import io
+    import tarfile
+
+    spec = importlib.util.spec_from_file_location("vendor_mathjax", ROOT / "tools" / "vendor_mathjax.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tarball = tmp_path / "mj.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in ("package/es5/tex-mml-chtml.js", "package/es5/output/chtml/fonts/woff-v2/a.woff",
+                     "package/es5/sre/speech.js", "package/README.md"):
+            data = name.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    html = tmp_path / "html"
+    (html / "book").mkdir(parents=True)
+    cdn = '<script async="async" src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'
+    (html / "index.html").write_text(cdn)
+    (html / "book" / "ch.html").write_text(cdn)
+    (html / "book" / "plain.html").write_text("<p>no math</p>")
+    assert tool.unpack(tarball, html / "_static" / "mathjax") == 2  # the speech rule engine is left out
+    assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "a.woff").is_file()
+    assert tool.point_pages_at(html) == 2
+    assert 'src="_static/mathjax/tex-mml-chtml.js"' in (html / "index.html").read_text()
+    assert 'src="../_static/mathjax/tex-mml-chtml.js"' in (html / "book" / "ch.html").read_text()
+
+
+def test_the_pages_workflow_is_valid_and_builds_and_tests_the_book(tmp_path):
+    """.github/workflows/pages.yml against GitHub's workflow schema (check-jsonschema's vendored
+    copy: no network), and a broken copy is refused, so the check can fail."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    workflow = ROOT / ".github" / "workflows" / "pages.yml"
+
+    def check(path):
+        return subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(path)],
+                              capture_output=True, text=True)
+
+    ok = check(workflow)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    flow = yaml.safe_load(workflow.read_text())
+    steps = [s.get("run", "") + s.get("uses", "") for s in flow["jobs"]["build"]["steps"]]
+    assert "make book" in steps and any("test_built_book" in s for s in steps)
+    assert any(s.startswith("actions/deploy-pages") for s in
+               [s.get("uses", "") for s in flow["jobs"]["deploy"]["steps"]])
+    broken = tmp_path / "broken.yml"
+    broken.write_text(workflow.read_text().replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
+    assert check(broken).returncode != 0

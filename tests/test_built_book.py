@@ -37,3 +37,14 @@ def test_results_pages_say_which_scale_they_show():
         text = (HTML / "book" / f"{name}.html").read_text(errors="replace")
         assert "What scale this page shows" in text, f"{name} has no scale admonition"
         assert re.search(r"the <code[^>]*><span[^>]*>(ci|cpu|paper)</span></code> profile", text), name
+
+
+def test_math_renders_without_the_network_when_mathjax_was_vendored():
+    """`make book` copies MathJax into _static/mathjax (tools/vendor_mathjax.py) when it can reach
+    the npm registry; then no page may still load it from a CDN."""
+    if not (HTML / "_static" / "mathjax" / "tex-mml-chtml.js").is_file():
+        pytest.skip("MathJax was not vendored in this build (offline): the pages use the CDN")
+    cdn = [p.name for p in HTML.rglob("*.html") if "cdn.jsdelivr.net/npm/mathjax" in p.read_text(errors="replace")]
+    assert not cdn, f"pages still loading MathJax from the CDN: {cdn}"
+    page = (HTML / "book" / "07_instability_loss.html").read_text(errors="replace")
+    assert 'src="../_static/mathjax/tex-mml-chtml.js"' in page
