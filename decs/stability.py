@@ -64,12 +64,15 @@ def histogram_bins(values: torch.Tensor, bins: int) -> torch.Tensor:
     return (torch.bucketize(values, edges, right=True) - 1).clamp(0, bins - 1)
 
 
-def otsu_split(values: torch.Tensor, bins: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def otsu_split(values: torch.Tensor, bins: int = 1000, reduce=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Otsu's split of values in [0, 1]: ``(bin of each value, last bin of the low class)``.
 
     The values are binned by :func:`histogram_bins`; the low class is bins 0..b for the b that
     maximises the between-class variance ω0·ω1·(μ0 − μ1)² (bin indices as levels, as in the
     authors' code). A value is in the low class exactly when its bin is ≤ b.
+    ``reduce``, if given, maps the histogram of counts (int64) to the histogram actually split:
+    :func:`decs.distributed.otsu_threshold` passes a sum over processes, so every process splits
+    the histogram of the whole batch (:doc:`/book/distributed`).
     """
     if bins < 2:
         raise ValueError(f"bins must be at least 2, got {bins}.")
@@ -78,7 +81,10 @@ def otsu_split(values: torch.Tensor, bins: int = 1000) -> tuple[torch.Tensor, to
     if not torch.isfinite(values).all():
         raise ValueError("the values contain NaN or inf; check the embeddings and centroids for NaN.")
     index = histogram_bins(values, bins)
-    hist = torch.bincount(index, minlength=bins).to(torch.float64)
+    hist = torch.bincount(index, minlength=bins)
+    if reduce is not None:
+        hist = reduce(hist)
+    hist = hist.to(torch.float64)
     p = hist / hist.sum()
     levels = torch.arange(bins, device=p.device, dtype=torch.float64)
     omega0 = torch.cumsum(p, 0)  # weight of the low class when it ends at bin b
@@ -95,7 +101,7 @@ def otsu_split(values: torch.Tensor, bins: int = 1000) -> tuple[torch.Tensor, to
     return index, torch.argmax(between)
 
 
-def otsu_threshold(q: torch.Tensor, bins: int = 1000) -> torch.Tensor:
+def otsu_threshold(q: torch.Tensor, bins: int = 1000, reduce=None) -> torch.Tensor:
     """Otsu's threshold t of all values in ``q``, as the authors' code computes it.
 
     The values are binned into ``bins`` equal bins on [0, 1]; t is the left edge of the bin
@@ -106,9 +112,10 @@ def otsu_threshold(q: torch.Tensor, bins: int = 1000) -> torch.Tensor:
     One change from the authors' code: when every low value falls in the first bin, their
     rule returns t = 0 and the determinacy divides by zero. We clamp t to
     [1/(2·bins), 1 − 1/(2·bins)] (the middle of the first or last bin), so t is always
-    strictly inside (0, 1). Derived in :doc:`/book/06_determinacy_and_stability`.
+    strictly inside (0, 1). ``reduce``: see :func:`otsu_split`. Derived in
+    :doc:`/book/06_determinacy_and_stability`.
     """
-    _, best = otsu_split(q, bins)
+    _, best = otsu_split(q, bins, reduce)
     half_bin = 0.5 / bins
     t = (best.to(torch.float64) / bins).clamp(half_bin, 1.0 - half_bin)
     return t.to(device=q.device, dtype=q.dtype)

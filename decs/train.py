@@ -11,6 +11,10 @@ The pieces, in the order a run uses them:
 * :func:`kmeans_init` — k-means on the embeddings gives the first centroids
 * :func:`cluster` — DECS (instability loss) or DEC (KL to pseudo targets)
 * :func:`run` — all of the above with checkpoints and a JSON run record
+
+Under ``torchrun`` (more than one process) the same loop splits each global batch across the
+processes and reduces what the loss needs over the whole batch (:mod:`decs.distributed`,
+:doc:`/book/distributed`); with one process that code is never reached.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import dec as dec_math
+from . import distributed
 from .config import METHODS, Config
 from .metrics import evaluate
 from .models import ConvAutoencoder, make_autoencoder
@@ -67,7 +72,7 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
 
 # ----------------------------------------------------------------------- augmentation
 def augment(x: torch.Tensor, generator: torch.Generator | None = None,
-            shift: float = 0.1, rotation: float = 10.0) -> torch.Tensor:
+            shift: float = 0.1, rotation: float = 10.0, keep: slice | None = None) -> torch.Tensor:
     """Randomly shift (up to ``shift`` of width and height) and rotate (up to ``rotation``
     degrees) every image of a batch, on the batch's device.
 
@@ -75,6 +80,10 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None,
     interpolation, nearest-pixel fill at the border), done as one ``affine_grid`` /
     ``grid_sample`` call for the whole batch instead of image by image on the CPU.
     Shown in :doc:`/book/03_representation_learning`.
+
+    ``keep``: draw the transformations of the whole batch x (the random stream of one process)
+    but return only the rows ``x[keep]``, transformed — a process's shard of the global batch
+    (:doc:`/book/distributed`).
     """
     if x.ndim != 4:  # the MLP's feature vectors: nothing to shift or rotate
         raise ValueError(f"augment shifts and rotates images N×C×H×W, got shape {tuple(x.shape)}; "
@@ -87,6 +96,8 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None,
     cos, sin = torch.cos(angle), torch.sin(angle)
     # affine_grid works in normalised coordinates [-1, 1]: a shift of s·width pixels is 2·s.
     tx, ty = u[:, 1] * 2 * shift, u[:, 2] * 2 * shift
+    if keep is not None:
+        x, cos, sin, tx, ty = x[keep], cos[keep], sin[keep], tx[keep], ty[keep]
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -102,6 +113,14 @@ def embed(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.T
     z = torch.cat([encoder(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
     encoder.train(was_training)
     return z
+
+
+def embed_all(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """:func:`embed` of all of x; with several processes each embeds its :func:`decs.distributed.shard`
+    of the rows and every process receives all of them (:func:`decs.distributed.gather_rows`)."""
+    if distributed.world_size() == 1:
+        return embed(encoder, x, batch_size)
+    return distributed.gather_rows(embed(encoder, x[distributed.shard(x.shape[0])], batch_size), x.shape[0])
 
 
 @torch.no_grad()
@@ -141,7 +160,7 @@ def recalibrate_batchnorm(module: nn.Module, x: torch.Tensor, batch_size: int = 
 
 # ------------------------------------------------------------------------- checkpoints
 def _save(path: Path | str | None, state: dict) -> None:
-    if path is None:
+    if path is None or not distributed.is_main():  # one process writes: every rank holds the same state
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -312,13 +331,38 @@ def _threshold(encoder, xb, centroids, cfg: Config, q_train: torch.Tensor) -> to
         return 1.0 / centroids.shape[0]
     if cfg.threshold != "otsu":
         raise ValueError(f"threshold must be 'otsu' or '1/k', got {cfg.threshold!r}.")
+    # with several processes, the histogram is summed over them: the whole batch's t on every rank
+    otsu = distributed.otsu_threshold if distributed.world_size() > 1 else otsu_threshold
     if not cfg.otsu_bn_eval:
-        return otsu_threshold(q_train, cfg.otsu_bins)
+        return otsu(q_train, cfg.otsu_bins)
     with torch.no_grad():
         encoder.eval()
         q = soft_assign(encoder(xb), centroids, cfg.alpha)
         encoder.train()
-    return otsu_threshold(q, cfg.otsu_bins)
+    return otsu(q, cfg.otsu_bins)
+
+
+def _batch_loss(encoder: nn.Module, xb: torch.Tensor, centroids: torch.Tensor, cfg: Config, method: str,
+                p: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | float | None, torch.Tensor]:
+    """One clustering step's (q, t, loss) on the batch xb (DEC: with its targets p). With several
+    processes xb is this process's shard and the loss is the whole batch's (:mod:`decs.distributed`)."""
+    alpha = cfg.alpha if method == "decs" else cfg.dec_alpha
+    q = soft_assign(encoder(xb), centroids, alpha)
+    if distributed.world_size() > 1:
+        if method == "dec":
+            return q, None, distributed.kl_loss(p, q)
+        t = _threshold(encoder, xb, centroids, cfg, q)
+        loss = distributed.instability(q, t, cfg.lam, cfg.form, cfg.variance_reward)
+        if cfg.balance:
+            loss = loss + cfg.balance * distributed.balance_penalty(q)
+        return q, t, loss
+    if method == "dec":
+        return q, None, dec_math.kl_loss(p, q)
+    t = _threshold(encoder, xb, centroids, cfg, q)
+    loss = instability(q, t, cfg.lam, cfg.form, cfg.variance_reward)
+    if cfg.balance:
+        loss = loss + cfg.balance * balance_penalty(q)
+    return q, t, loss
 
 
 @torch.no_grad()
@@ -421,7 +465,7 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
         keep["centroids"].append(centroids.detach().cpu().clone())
 
     def evaluate_all(it: int) -> tuple[torch.Tensor, float]:
-        z_all = embed(encoder, x, cfg.eval_batch_size)
+        z_all = embed_all(encoder, x, cfg.eval_batch_size)
         q_all = soft_assign(z_all, centroids.detach(), alpha)
         labels = q_all.argmax(dim=1).cpu().numpy()
         last = state["labels_last"]
@@ -452,7 +496,8 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     if start > cfg.maxiter:
         raise ValueError(f"{checkpoint} is at iteration {start}, past maxiter={cfg.maxiter}; delete it or "
                          "ask for at least as many iterations.")
-    bar = tqdm(total=cfg.maxiter, initial=start, desc=method, disable=not progress)
+    bar = tqdm(total=cfg.maxiter, initial=start, desc=method, disable=not progress or not distributed.is_main())
+    world = distributed.world_size()
     encoder.train()
     while it < cfg.maxiter and not state["stopped_early"]:
         if it > start and it % cfg.checkpoint_every == 0:
@@ -461,7 +506,8 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
             if state["history"] and state["history"][-1]["iteration"] == it:
                 # resumed where an earlier call ended and was evaluated: same model, same record
                 delta = state["history"][-1]["delta_label"]
-                q_all = predict(encoder, centroids, x, alpha, cfg.eval_batch_size)[0] if method == "dec" else None
+                q_all = (soft_assign(embed_all(encoder, x, cfg.eval_batch_size), centroids.detach(), alpha)
+                         if method == "dec" else None)
             else:
                 q_all, delta = evaluate_all(it)
             if method == "dec":
@@ -473,26 +519,29 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
         if b == 0 and cfg.shuffle_clustering:
             order = torch.randperm(n, generator=generator, device=x.device)
         idx = order[batches[b][0]:batches[b][1]]
-        xb = augment(x[idx], generator, cfg.shift, cfg.rotation) if cfg.augment_clustering else x[idx]
-        q = soft_assign(encoder(xb), centroids, alpha)
-        if method == "decs":
-            t = _threshold(encoder, xb, centroids, cfg, q)
-            loss = instability(q, t, cfg.lam, cfg.form, cfg.variance_reward)
-            if cfg.balance:
-                loss = loss + cfg.balance * balance_penalty(q)
-        else:
-            loss = dec_math.kl_loss(target[idx], q)
+        if world == 1:
+            xb = augment(x[idx], generator, cfg.shift, cfg.rotation) if cfg.augment_clustering else x[idx]
+        else:  # this process's rows of the global batch, augmented as one process would
+            rows = distributed.shard(idx.shape[0])
+            xb = augment(x[idx], generator, cfg.shift, cfg.rotation, keep=rows) if cfg.augment_clustering \
+                else x[idx[rows]]
+            idx = idx[rows]
+        q, t, loss = _batch_loss(encoder, xb, centroids, cfg, method, target[idx] if method == "dec" else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        trace.add(q.detach(), t if method == "decs" else None, cfg, centroids.grad)
+        if world > 1:  # every rank takes the same step: the whole batch's gradient
+            distributed.average_gradients(list(encoder.parameters()) + [centroids])
+        trace.add(q.detach(), t, cfg, centroids.grad)
         opt.step()
+        if world > 1:  # batch norm saw only this rank's shard: keep the ranks' statistics equal
+            distributed.average_buffers(encoder)
         loss_sum += loss.detach()
         it += 1
         bar.update(1)
     if not state["history"] or state["history"][-1]["iteration"] != it:
         evaluate_all(it)
     if state["stages"]["iterations"][-1:] != [it]:  # DEC stopped early: keep where it ended
-        keep_stage(it, embed(encoder, x, cfg.eval_batch_size))
+        keep_stage(it, embed_all(encoder, x, cfg.eval_batch_size))
     bar.close()
     snapshot(it)
     return ClusterResult(encoder=encoder, centroids=centroids.detach(), labels=state["labels_last"],
@@ -522,8 +571,10 @@ CODE_VERSION = _code_version()
 
 def environment_info(device: torch.device) -> dict:
     """Provenance for a run record: the commit this process imported (and the files that
-    differed from it then), device, versions, host."""
-    info = {**CODE_VERSION, "device": str(device), "python": sys.version.split()[0],
+    differed from it then), device, number of processes and their backend (1 and "none" in one
+    process; :doc:`/book/distributed`), versions, host."""
+    info = {**CODE_VERSION, "device": str(device), "world_size": distributed.world_size(),
+            "backend": distributed.backend(), "python": sys.version.split()[0],
             "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
@@ -605,12 +656,29 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     Used by :func:`run` and :mod:`decs.estimator`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    distributed.init_from_env(x.device)  # under torchrun: join the other processes
+    world = distributed.world_size()
+    progress = progress and distributed.is_main()
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    # Several processes: each pretrains the same network (same seed, same data; rank 0 alone
+    # writes the checkpoint), and rank 0's copy is handed to all, so they start exactly equal.
     model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network)
+    distributed.broadcast_module(model)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
-    z = embed(model.encoder, x, cfg.eval_batch_size)
-    centroids, km_labels = kmeans_init(z, n_clusters, cfg.kmeans_n_init, seed)
+    if world == 1:
+        z = embed(model.encoder, x, cfg.eval_batch_size)
+        centroids, km_labels = kmeans_init(z, n_clusters, cfg.kmeans_n_init, seed)
+    else:  # k-means once, on rank 0, and its answer broadcast
+        z = embed_all(model.encoder, x, cfg.eval_batch_size)
+        if distributed.is_main():
+            centroids, km_labels = kmeans_init(z, n_clusters, cfg.kmeans_n_init, seed)
+            labels_t = torch.as_tensor(km_labels, dtype=torch.int64, device=z.device)
+        else:
+            centroids = z.new_empty(n_clusters, z.shape[1])
+            labels_t = torch.empty(z.shape[0], dtype=torch.int64, device=z.device)
+        distributed.broadcast(centroids)
+        km_labels = distributed.broadcast(labels_t).cpu().numpy()
     t_km = time.perf_counter() - t0
     gen = make_generator(x.device, seed + 1)  # the clustering stage's own stream
     # maxiter is not part of the key: a finished run may be continued for more iterations
@@ -619,6 +687,8 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
            **{k: v for k, v in cfg.to_dict().items() if k not in bookkeeping}}
     if network != "conv":
         key["network"] = network
+    if world > 1:  # batch norm over shards: a run continues exactly only with as many processes
+        key["world_size"] = world
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
                   on_eval=on_eval, key=key, stages=stages)
@@ -640,6 +710,7 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
         raise ValueError("run() needs labels y to score the clustering; use decs.DECS for unlabelled data.")
     y = np.asarray(y)
     device = get_device(device)
+    distributed.init_from_env(device)  # under torchrun: join the other processes
     t_start = time.perf_counter()
     environment = environment_info(device)
     x = x.to(device)
@@ -674,8 +745,11 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
 
 
 def write_record(record: dict, path: Path | str) -> Path:
-    """Write a run record as indented JSON (the book's results chapter reads these)."""
+    """Write a run record as indented JSON (the book's results chapter reads these). With several
+    processes only rank 0 writes (:doc:`/book/distributed`)."""
     path = Path(path)
+    if not distributed.is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path

@@ -1,0 +1,256 @@
+"""DECS and DEC on 2 processes (gloo, CPU) equal one process on the same global batches.
+
+Each test spawns 2 processes that join a gloo group; the single-process reference is computed
+here, in the test's own process (world size 1), and handed over in a file. The chapter
+``book/distributed.ipynb`` derives what is summed over processes and why.
+"""
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from decs import distributed
+from decs.config import get_config
+from decs.dec import kl_loss, target_distribution
+from decs.models import ConvAutoencoder
+from decs.stability import balance_penalty, instability, otsu_threshold, soft_assign
+from decs.train import _batch_loss, make_generator, run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import blob_images  # noqa: E402
+
+WORLD = 2
+# float64 sums over 2 shards instead of 1 batch, and Σs²/n − mean² instead of the two-pass
+# variance: equal to the last few bits.
+EXACT = 1e-12
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _entry(rank: int, port: int, fn, args) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(fn, *args) -> None:
+    """Run ``fn(rank, *args)`` on 2 processes in a gloo group; an assertion in either fails the test."""
+    mp.start_processes(_entry, args=(_free_port(), fn, args), nprocs=WORLD, join=True, start_method="spawn")
+
+
+# ------------------------------------------------------------------ the reductions themselves
+def _batch(n=37, k=5, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, d, generator=g, dtype=torch.float64)
+    m = torch.randn(k, d, generator=g, dtype=torch.float64)
+    return z, m
+
+
+CASES = [("code", True), ("code", False), ("paper", True)]
+
+
+def _reductions_worker(rank: int, out: str) -> None:
+    z, m = _batch()  # 37 rows: shards of 18 and 19
+    rows = distributed.shard(z.shape[0])
+    measured = {}
+    for form, reward in CASES:
+        # one process, the whole batch (no collective is involved: plain decs.stability)
+        zf, mf = z.clone().requires_grad_(), m.clone().requires_grad_()
+        qf = soft_assign(zf, mf)
+        tf = otsu_threshold(qf)
+        lf = instability(qf, tf, 0.4, form, reward) + 0.3 * balance_penalty(qf)
+        lf.backward()
+        # two processes, each its shard
+        zd, md = z.clone().requires_grad_(), m.clone().requires_grad_()
+        qd = soft_assign(zd[rows], md)
+        td = distributed.otsu_threshold(qd)
+        ld = distributed.instability(qd, td, 0.4, form, reward) + 0.3 * distributed.balance_penalty(qd)
+        ld.backward()
+        distributed.average_gradients([zd, md])
+        assert td == tf, (form, td, tf)  # the threshold is identical, not close
+        diffs = [abs(float(ld.detach() - lf.detach())), float((zd.grad - zf.grad).abs().max()), float((md.grad - mf.grad).abs().max())]
+        assert max(diffs) < EXACT, (form, reward, diffs)
+        measured[f"{form}-{reward}"] = max(diffs)
+    # DEC: target from all-reduced column sums, KL over the whole batch
+    q = soft_assign(z, m, 1.0)
+    p = target_distribution(q)
+    assert (distributed.target_distribution(q[rows]) - p[rows]).abs().max() < EXACT
+    mf = m.clone().requires_grad_()
+    kl_loss(p, soft_assign(z, mf, 1.0)).backward()
+    md = m.clone().requires_grad_()
+    ld = distributed.kl_loss(p[rows], soft_assign(z[rows], md, 1.0))
+    ld.backward()
+    distributed.average_gradients([md])
+    assert (md.grad - mf.grad).abs().max() < EXACT
+    measured["dec"] = float((md.grad - mf.grad).abs().max())
+    # gathering rows is exact
+    assert torch.equal(distributed.gather_rows(z[rows] * 2, z.shape[0]), z * 2)
+    # a gather without a summing backward: the averaged gradient is 1/world_size of the true one
+    z = z[:36]  # all_gather needs shards of one size
+    rows = distributed.shard(36)
+    zd = z.clone().requires_grad_()
+    parts = [torch.empty_like(zd[rows]) for _ in range(WORLD)]
+    dist.all_gather(parts, zd[rows].detach())
+    parts[rank] = zd[rows]
+    qg = soft_assign(torch.cat(parts), m)
+    instability(qg, otsu_threshold(qg)).backward()
+    distributed.average_gradients([zd])
+    zf = z.clone().requires_grad_()
+    qf = soft_assign(zf, m)
+    instability(qf, otsu_threshold(qf)).backward()
+    assert torch.allclose(zd.grad * WORLD, zf.grad, atol=EXACT)
+    if rank == 0:
+        Path(out).write_text(json.dumps(measured))
+
+
+def test_loss_threshold_and_gradients_of_a_split_batch_equal_the_whole_batch(tmp_path):
+    out = tmp_path / "measured.json"
+    _spawn(_reductions_worker, str(out))
+    assert max(json.loads(out.read_text()).values()) < EXACT
+
+
+def test_shards_cover_the_batch_in_order():
+    for n in (1, 2, 37, 232, 256):
+        for w in (1, 2, 3, 8):
+            parts = [distributed.shard(n, r, w) for r in range(w)]
+            assert [i for s in parts for i in range(n)[s]] == list(range(n))
+            assert max(s.stop - s.start for s in parts) - min(s.stop - s.start for s in parts) <= 1
+
+
+def test_single_process_helpers_are_the_identity():
+    x = torch.arange(6.0).reshape(3, 2)
+    assert distributed.world_size() == 1 and distributed.is_main() and distributed.backend() == "none"
+    assert distributed.global_sum(x) is x and distributed.gather_rows(x, 3) is x
+    assert distributed.shard(5) == slice(0, 5)
+
+
+# --------------------------------------------------------- one step of the real loss, BN frozen
+def _step_setup():
+    torch.manual_seed(0)
+    model = ConvAutoencoder((1, 8, 8), filters=(8, 8, 8, 8), embedding_dim=4).double()
+    model.eval()  # batch norm frozen: its running statistics, per sample
+    x = torch.as_tensor(blob_images(n_per_class=15)[0]).double()  # 45 images: shards of 22 and 23
+    g = torch.Generator().manual_seed(1)
+    centroids = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    return model.encoder, x, centroids
+
+
+def _step(encoder, xb, centroids, cfg, method, p):
+    centroids = centroids.clone().requires_grad_()
+    encoder.zero_grad(set_to_none=True)
+    encoder.eval()
+    _, t, loss = _batch_loss(encoder, xb, centroids, cfg, method, p)
+    loss.backward()
+    distributed.average_gradients(list(encoder.parameters()) + [centroids])
+    grads = [p.grad.clone() for p in encoder.parameters()] + [centroids.grad.clone()]
+    return float(loss.detach()), (None if t is None else float(t)), grads
+
+
+STEP_CONFIGS = {"decs-code": ("decs", {}), "decs-paper": ("decs", {"form": "paper", "balance": 0.2}),
+                "decs-otsu-train-q": ("decs", {"otsu_bn_eval": False}), "dec": ("dec", {})}
+
+
+def _step_worker(rank: int, ref_path: str) -> None:
+    ref = torch.load(ref_path, weights_only=False)
+    encoder, x, centroids = _step_setup()
+    rows = distributed.shard(x.shape[0])
+    for name, (method, changes) in STEP_CONFIGS.items():
+        cfg = get_config("ci", **changes)
+        p = target_distribution(soft_assign(encoder(x), centroids, 1.0)).detach() if method == "dec" else None
+        loss, t, grads = _step(encoder, x[rows], centroids, cfg, method, None if p is None else p[rows])
+        r_loss, r_t, r_grads = ref[name]
+        assert t == r_t, (name, t, r_t)
+        assert abs(loss - r_loss) < EXACT, (name, loss, r_loss)
+        worst = max(float((a - b).abs().max()) for a, b in zip(grads, r_grads))
+        assert worst < EXACT, (name, worst)
+
+
+def test_a_step_with_frozen_batch_norm_equals_one_process(tmp_path):
+    encoder, x, centroids = _step_setup()
+    ref = {}
+    for name, (method, changes) in STEP_CONFIGS.items():
+        cfg = get_config("ci", **changes)
+        p = target_distribution(soft_assign(encoder(x), centroids, 1.0)).detach() if method == "dec" else None
+        ref[name] = _step(encoder, x, centroids, cfg, method, p)
+    torch.save(ref, tmp_path / "ref.pt")
+    _spawn(_step_worker, str(tmp_path / "ref.pt"))
+
+
+# ------------------------------------------------------------------ whole runs, and resuming
+class _Interrupt(Exception):
+    pass
+
+
+def _run_cfg():
+    # the shared tiny_cfg of conftest, with DEC kept from stopping early
+    return get_config("ci", pretrain_epochs=2, maxiter=12, update_interval=4, kmeans_n_init=2, batch_size=32,
+                      checkpoint_every=5, dec_update_interval=4, tol=0.0)
+
+
+def _summary(res) -> dict:
+    return {"labels": res.labels.tolist(), "history": res.record["history"],
+            "centroids": res.centroids.tolist(), "environment": res.record["environment"]}
+
+
+def _runs_worker(rank: int, ckdir: str, out: str) -> None:
+    x, y = blob_images()
+    x, cfg = torch.as_tensor(x), _run_cfg()
+    results = {}
+    for method in ("decs", "dec"):
+        results[method] = _summary(run(x, y, cfg, method, seed=1, device="cpu", progress=False,
+                                       checkpoint_dir=ckdir, dataset="blobs"))
+
+        def stop_at_8(record, z, centroids):
+            if record["iteration"] == 8:
+                raise _Interrupt
+
+        try:  # interrupted at iteration 8; its last checkpoint is from iteration 5
+            run(x, y, cfg, method, seed=1, device="cpu", progress=False, checkpoint_dir=ckdir, tag="+resumed",
+                on_eval=stop_at_8)
+            raise AssertionError("the run was not interrupted")
+        except _Interrupt:
+            pass
+        results[f"{method}-resumed"] = _summary(run(x, y, cfg, method, seed=1, device="cpu", progress=False,
+                                                    checkpoint_dir=ckdir, tag="+resumed", dataset="blobs"))
+    if rank == 0:
+        Path(out).write_text(json.dumps(results))
+
+
+def _agreement(a, b) -> float:
+    return float(np.mean(np.asarray(a) == np.asarray(b)))
+
+
+@pytest.mark.slow
+def test_two_process_runs_agree_with_one_and_resume_exactly(tmp_path):
+    x, y = blob_images()
+    x, cfg = torch.as_tensor(x), _run_cfg()
+    one = {m: _summary(run(x, y, cfg, m, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path / "one",
+                           dataset="blobs")) for m in ("decs", "dec")}
+    (tmp_path / "two").mkdir()  # start from the same pretrained network (its key has no world size)
+    (tmp_path / "two" / "pretrain.pt").write_bytes((tmp_path / "one" / "pretrain.pt").read_bytes())
+    _spawn(_runs_worker, str(tmp_path / "two"), str(tmp_path / "two.json"))
+    two = json.loads((tmp_path / "two.json").read_text())
+    for m in ("decs", "dec"):
+        print(m, "agreement", _agreement(one[m]["labels"], two[m]["labels"]),
+              "centroid diff", float(np.abs(np.array(one[m]["centroids"]) - np.array(two[m]["centroids"])).max()))
+        assert two[m]["environment"]["world_size"] == 2 and two[m]["environment"]["backend"] == "gloo"
+        assert one[m]["environment"]["world_size"] == 1 and one[m]["environment"]["backend"] == "none"
+        # resumed under 2 processes: the same run, to the last bit
+        assert two[f"{m}-resumed"]["labels"] == two[m]["labels"]
+        assert two[f"{m}-resumed"]["centroids"] == two[m]["centroids"]
+        assert two[f"{m}-resumed"]["history"] == two[m]["history"]
