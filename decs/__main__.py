@@ -10,10 +10,15 @@ Examples::
     python -m decs evaluate --record results/usps/decs/cpu-seed0.json   # re-score a committed record
     python -m decs reproduce --dataset usps --seeds 0 1 2        # every row of the table for USPS
     python -m decs sweep --dataset usps --profile cpu            # DECS over a grid of α and λ
+    python -m decs train --dataset usps --method hadis           # HaDis (decs.hadis), no pretraining
+    python -m decs train --dataset usps --method hadis --set hsd=False   # HaDis without HSD (ProPos)
 
 Checkpoints go to ``checkpoints/<dataset>/<profile>-seed<seed>/`` (``DECS_CHECKPOINTS``
 overrides the root) and run records to ``results/<dataset>/<method>/<profile>-seed<seed>.json``,
-with the model files of seed 0 beside them (``--model-files``). A run never overwrites another
+with the model files of seed 0 beside them (``--model-files``). HaDis (``--method hadis``, train
+only) has its own configuration (:class:`decs.hadis.HaDisConfig`, the fields ``--set`` takes),
+records ``results/<dataset>/hadis/<profile>-seed<seed>[+field=value...].json`` and checkpoints
+``<checkpoints>/<dataset>/hadis/<run>.pt``. A run never overwrites another
 run's record: it refuses before training unless ``--replace`` is given.
 """
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .config import METHODS, PROFILES, Config, get_config
 from .metrics import evaluate
 from .results import (ModelFileError, _changes, checkpoint_dir, cluster_tag, load_model_files, pretraining_name,
                       run_name, save_model_files)
+from . import hadis
 from .train import (REPO_ROOT, environment_info, get_device, predict, pretrained_autoencoder,
                     run, write_record)
 
@@ -43,21 +49,23 @@ from .train import (REPO_ROOT, environment_info, get_device, predict, pretrained
 CROSS_DEVICE_TOLERANCE = 0.002
 
 
-def _parse_overrides(pairs: list[str]) -> dict:
-    """``["maxiter=500", "lam=0.2"]`` → typed values for :class:`Config` fields."""
-    fields = {f.name: f for f in dataclasses.fields(Config)}
+def _parse_overrides(pairs: list[str], cls=Config) -> dict:
+    """``["maxiter=500", "lam=0.2"]`` → typed values for the fields of ``cls`` (:class:`Config`,
+    or :class:`decs.hadis.HaDisConfig` for HaDis)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or name not in fields:
             raise SystemExit(f"--set expects FIELD=VALUE with FIELD one of {sorted(fields)}; got {pair!r}")
-        default = getattr(Config(), name)
+        default = getattr(cls(), name)
         if value.lower() == "none":
             out[name] = None
         elif isinstance(default, bool):
             out[name] = value.lower() in ("1", "true", "yes")
         elif isinstance(default, tuple):
-            out[name] = tuple(int(v) for v in value.split(","))
+            kind = type(default[0]) if default else int
+            out[name] = tuple(kind(float(v)) if kind is int else kind(v) for v in value.split(","))
         elif isinstance(default, (int, float)) and not isinstance(default, bool):
             out[name] = type(default)(float(value)) if isinstance(default, int) else float(value)
         elif default is None:  # subset
@@ -117,6 +125,28 @@ def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = N
     write_record(rec, path)
     print(json.dumps({"record": str(path), "final": rec["final"], "kmeans_on_embedding": rec["kmeans_on_embedding"],
                       "wall_time_s": rec["wall_time_s"]}))
+    return rec
+
+
+def cmd_train_hadis(args, cfg: hadis.HaDisConfig) -> dict:
+    """``train --method hadis``: one HaDis run (:func:`decs.hadis.run`) and its record."""
+    name = hadis.run_name(cfg, args.seed)
+    path = Path(args.results) / args.dataset / "hadis" / f"{name}.json"
+    if args.skip_done and path.exists() and not args.replace:
+        print(f"[decs] {path} exists: skipped", file=sys.stderr)
+        return json.loads(path.read_text())
+    refuse_overwrite(path, args.replace)
+    x, y = data.load(args.dataset, subset=cfg.subset, seed=args.seed)
+    ck = hadis.checkpoint_path(args.dataset, cfg, args.seed)
+    if not args.resume:  # a fresh run
+        ck.unlink(missing_ok=True)
+    print(f"[decs] hadis{'' if cfg.hsd else ' without HSD'} on {args.dataset} (n={len(y)}), profile={cfg.profile}, "
+          f"seed={args.seed}, device={get_device(args.device)}, checkpoint {ck}", file=sys.stderr)
+    _, rec = hadis.run(x, y.numpy(), cfg, seed=args.seed, device=args.device, checkpoint=ck,
+                       dataset=args.dataset, progress=not args.quiet)
+    rec["command"] = "python -m decs " + " ".join(sys.argv[1:])
+    write_record(rec, path)
+    print(json.dumps({"record": str(path), "final": rec["final"], "wall_time_s": rec["wall_time_s"]}))
     return rec
 
 
@@ -247,11 +277,16 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
         else:
             p.add_argument("--seed", type=int, default=0)
-            p.add_argument("--method", choices=METHODS, default="decs")
+            p.add_argument("--method", choices=(*METHODS, "hadis") if name == "train" else METHODS,
+                           default="decs")
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
     if args.dataset:
         args.dataset = data.canonical_name(args.dataset)
+    if getattr(args, "method", None) == "hadis":
+        cfg = hadis.get_hadis_config(args.profile, **_parse_overrides(args.set, hadis.HaDisConfig))
+        cmd_train_hadis(args, cfg)
+        return
     cfg = get_config(args.profile, **_parse_overrides(args.set))
     {"pretrain": cmd_pretrain, "train": cmd_train, "evaluate": cmd_evaluate,
      "reproduce": cmd_reproduce, "sweep": cmd_sweep}[args.command](args, cfg)

@@ -583,7 +583,8 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: HaDisConfig, seed: int = 0, device:
     res = fit_hadis(x, k, cfg, seed, y, checkpoint, progress, on_epoch)
     final = evaluate(y, res.labels)
     record = {
-        "dataset": dataset, "method": "hadis" if cfg.hsd else "hadis-without-hsd", "profile": cfg.profile,
+        "dataset": dataset, "method": "hadis", "variant": "HaDis" if cfg.hsd else "ProPos (HaDis without HSD)",
+        "profile": cfg.profile,
         "seed": seed, "n_samples": int(x.shape[0]), "n_clusters": k,
         "final": {**{m: final[m] for m in ("acc", "nmi", "ari")},
                   "clusters_used": int(np.count_nonzero(np.bincount(res.labels, minlength=k)))},

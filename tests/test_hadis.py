@@ -1,6 +1,11 @@
 """HaDis (decs.hadis): each loss against a hand computation, gradients against gradcheck, the
 EMA teacher, the augmentations, the training loop's resume to the identical result, bad inputs."""
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
-from decs import hadis
+from decs import data, hadis
 from decs.hadis import (augment_digits, dsa_loss, ema_update, fit_hadis, get_hadis_config, hsd_loss, hsd_terms,
                         learning_rate, pcl_loss, prototypes, run_name)
 from decs.train import make_generator
@@ -285,3 +290,20 @@ def test_bad_inputs():
         hadis.make_network((8, 8), _tiny())
     with pytest.raises(ValueError, match="needs labels"):
         hadis.run(torch.rand(10, 1, 8, 8), None, _tiny())
+
+
+@pytest.mark.skipif(not data.is_available("usps"), reason=f"usps files not found under {data.data_root()}: set DECS_DATA")
+def test_command_line_writes_a_record_and_refuses_to_overwrite(tmp_path):
+    env = {**os.environ, "DECS_CHECKPOINTS": str(tmp_path / "ck"), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "decs", "train", "--dataset", "usps", "--profile", "ci", "--method", "hadis",
+            "--set", "subset=200", "epochs=2", "hsd=False", "--results", str(tmp_path / "res"), "--quiet"]
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    path = tmp_path / "res" / "usps" / "hadis" / "ci-seed0+subset=200+epochs=2+hsd=False.json"
+    rec = json.loads(path.read_text())
+    assert rec["method"] == "hadis" and rec["config"]["hsd"] is False and rec["n_samples"] == 200
+    assert [h["epoch"] for h in rec["history"]] == [0, 1, 2] and rec["command"].startswith("python -m decs train")
+    assert {"commit", "device", "torch"} <= set(rec["environment"]) and rec["wall_time_s"]["train"] > 0
+    again = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "--replace" in again.stderr
