@@ -1,11 +1,12 @@
-"""scikit-learn estimators: ``DECS`` and ``DEC``.
+"""scikit-learn estimators: ``DECS``, ``DEC`` and ``HaDis``.
 
     >>> from decs import DECS
     >>> model = DECS(n_clusters=10, random_state=0).fit(x)   # x: N×C×H×W images in [0, 1], or N×D features
     >>> model.labels_, model.cluster_centers_, model.clusters_used_
     >>> model.predict(x_new), model.transform(x_new)          # labels, embeddings
 
-Both are scikit-learn ``BaseEstimator`` and ``ClusterMixin`` subclasses:
+``HaDis`` (:doc:`/book/hadis`) is the contrastive method without pretraining, with the same API.
+All are scikit-learn ``BaseEstimator`` and ``ClusterMixin`` subclasses:
 parameters are stored unchanged in ``__init__``, ``fit`` does the work, learned state ends in
 ``_``, and they pass ``sklearn.utils.estimator_checks.check_estimator`` (``tests/test_estimator.py``
 lists the checks that cannot apply, with the reasons). Training-length parameters left at
@@ -394,3 +395,125 @@ class DEC(_DeepClustering):
 
     def _method_overrides(self) -> dict:
         return {"dec_alpha": self.alpha, "tol": self.tol, "dec_update_interval": self.target_interval}
+
+
+class HaDis(_DeepClustering):
+    """HaDis, contrastive deep clustering without pretraining (Zhang & Huang, arXiv 2401.14038), in this
+    book's adaptation to grey digits (:mod:`decs.hadis`, :doc:`/book/hadis`): a student and an
+    EMA teacher trained on two augmented views of each sample with the DSA, HSD and PCL losses;
+    the labels are k-means on the teacher's L2-normalised features.
+
+    Parameters (stored unchanged by ``__init__``):
+
+    - ``n_clusters``: number of clusters k (≥ 1, ≤ number of samples).
+    - ``hsd``: use hardness-aware self-distillation (False: ProPos, HaDis without HSD).
+    - ``epochs``, ``warmup_epochs``, ``batch_size``, ``lr``: training settings; None follows the
+      active profile (``DECS_PROFILE``; :func:`decs.hadis.get_hadis_config`).
+    - ``profile``: "ci", "cpu" or "paper"; None reads ``DECS_PROFILE`` (default cpu).
+    - ``image_shape``: (C, H, W) of flat N×D images (for ``network`` "conv" or "auto").
+    - ``device``: "cpu", "cuda", ...; None reads ``DECS_DEVICE``, else cuda if available.
+    - ``random_state``: seed (None: 0).
+    - ``verbose``: show a progress bar.
+    - ``network``: "conv" (:class:`decs.hadis.DigitEncoder`, images of at least 8×8 pixels with
+      values in [0, 1], crop / rotation / stroke augmentations), "mlp"
+      (:class:`decs.hadis.FeatureEncoder`, N×D feature vectors of any finite values, masking and
+      noise augmentations), or "auto" (default: conv for such images, the MLP for everything else).
+
+    Attributes (after ``fit``): ``labels_``, ``cluster_centers_`` (k×d numpy: the k-means centres
+    in the teacher's feature space), ``clusters_used_``, ``history_`` (one entry per epoch, with
+    its ``cluster_sizes``), ``n_iter_`` (epochs), ``network_``, ``net_`` (:class:`decs.hadis.HaDisNet`),
+    ``config_``, ``input_shape_``, ``n_features_in_`` (and ``feature_names_in_`` after a fit on a
+    data frame). ``transform`` gives the teacher's normalised features, ``predict`` the nearest
+    centre, ``predict_proba`` the Student-t soft assignment (α = 1) to the centres.
+
+    ``fit`` warns (:class:`UserWarning`) when it ends with clusters emptied, or holding under 1 %
+    of the samples while the first k-means (on the untrained teacher) gave them at least 5× as many.
+    """
+
+    _method = "hadis"
+
+    def __init__(self, n_clusters: int = 10, hsd: bool = True, epochs: int | None = None,
+                 warmup_epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+                 profile: str | None = None, image_shape=None, device=None, random_state: int | None = None,
+                 verbose: bool = False, network: str = "auto"):
+        self.n_clusters = n_clusters
+        self.hsd = hsd
+        self.epochs = epochs
+        self.warmup_epochs = warmup_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.profile = profile
+        self.image_shape = image_shape
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.network = network
+
+    def _config(self, network: str):
+        from .hadis import get_hadis_config
+
+        overrides = {k: v for k, v in {"epochs": self.epochs, "warmup_epochs": self.warmup_epochs,
+                                       "batch_size": self.batch_size, "lr": self.lr}.items() if v is not None}
+        return get_hadis_config(self.profile, subset=None, hsd=bool(self.hsd), **overrides)
+
+    def fit(self, X, y=None):
+        """Train HaDis on ``X`` (images N×C×H×W, N×H×W, or N×D with ``image_shape``, values in
+        [0, 1]; or feature vectors N×D) and cluster the teacher's features. ``y`` is ignored.
+        Warns when the fit emptied clusters. Returns ``self``."""
+        from .hadis import fit_hadis
+
+        x, network = self._check_input(X, reset=True)
+        self._check_n_clusters(len(x))
+        cfg = self._config(network)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        device = get_device(self.device)
+        k = int(self.n_clusters)
+        res = fit_hadis(x.to(device), k, cfg, seed, progress=bool(self.verbose))
+        self.network_ = network
+        self.config_ = cfg
+        self.net_ = res.net
+        self.cluster_centers_ = res.centers
+        self.centroids_ = torch.as_tensor(res.centers, device=device)
+        self.labels_ = res.labels
+        self.history_ = res.history
+        self.n_iter_ = res.epochs
+        self.input_shape_ = tuple(x.shape[1:])
+        if network == "conv":  # check_tabular records them for the MLP
+            self.n_features_in_ = math.prod(self.input_shape_)
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        sizes = np.bincount(self.labels_, minlength=k)
+        self.clusters_used_ = int(np.count_nonzero(sizes))
+        self._warn_if_degenerate(sizes, np.asarray(res.history[0]["cluster_sizes"]))
+        return self
+
+    def _warn_if_degenerate(self, sizes: np.ndarray, start_sizes: np.ndarray) -> None:
+        empty, small = degenerate_clusters(sizes, start_sizes)
+        if len(empty) == 0 and len(small) == 0:
+            return
+        k = len(sizes)
+        what = [f"{len(empty)} of its {k} clusters empty"] if len(empty) else []
+        if len(small):
+            what.append(f"{len(small)} holding under 1 % of the samples (the first k-means gave "
+                        f"{'them' if len(small) > 1 else 'it'} at least 5× as many)")
+        warnings.warn(f"HaDis ended with {' and '.join(what)}: labels_ use {self.clusters_used_} of {k} "
+                      "clusters. The final labels are k-means on the teacher's features: a longer training "
+                      "(epochs) or a larger batch usually separates them better; see the book's chapter "
+                      "book/hadis.", UserWarning, stacklevel=2)
+
+    def _features(self, X) -> torch.Tensor:
+        x = self._check_fitted(X)
+        return self.net_.features(x, self.config_.eval_batch_size)
+
+    def transform(self, X) -> np.ndarray:
+        """The teacher's L2-normalised features of ``X`` (N×d)."""
+        return self._features(X).cpu().numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Student-t soft assignments (α = 1) of ``X``'s features to the k-means centres (N×k)."""
+        return soft_assign(self._features(X), self.centroids_.to(torch.float32), 1.0).cpu().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """The nearest k-means centre of each sample's teacher features (as ``KMeans.predict``)."""
+        f = self._features(X)
+        return torch.cdist(f, self.centroids_.to(f.dtype)).argmin(dim=1).cpu().numpy()

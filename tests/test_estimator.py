@@ -10,7 +10,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 import decs.estimator as estimator_module
 from decs import DEC, DECS, data
-from decs.estimator import check_images, check_tabular, degenerate_clusters
+from decs.estimator import HaDis, check_images, check_tabular, degenerate_clusters
 from decs.models import ConvAutoencoder, MLPAutoencoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,11 +35,16 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 TINY = dict(pretrain_epochs=1, maxiter=4, update_interval=2, kmeans_n_init=1, batch_size=16, profile="ci")
 
 
+# HaDis's shortest training: one epoch (no warm-up), batches of 16.
+TINY_HADIS = dict(epochs=1, warmup_epochs=0, batch_size=16, profile="ci")
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::sklearn.exceptions.SkipTestWarning")
-@pytest.mark.parametrize("cls", [DECS, DEC])
+@pytest.mark.parametrize("cls", [DECS, DEC, HaDis])
 def test_check_estimator(cls):
-    results = check_estimator(cls(**TINY), expected_failed_checks=EXPECTED_FAILED_CHECKS)
+    results = check_estimator(cls(**(TINY_HADIS if cls is HaDis else TINY)),
+                              expected_failed_checks=EXPECTED_FAILED_CHECKS)
     passed = {r["check_name"] for r in results if r["status"] == "passed"}
     assert {"check_clustering", "check_estimators_nan_inf", "check_complex_data", "check_fit1d",
             "check_estimators_empty_data_messages", "check_n_features_in_after_fitting", "check_dtype_object",

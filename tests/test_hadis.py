@@ -307,3 +307,22 @@ def test_command_line_writes_a_record_and_refuses_to_overwrite(tmp_path):
     assert {"commit", "device", "torch"} <= set(rec["environment"]) and rec["wall_time_s"]["train"] > 0
     again = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "--replace" in again.stderr
+
+
+# ------------------------------------------------------------------------------ estimator
+def test_estimator_api(blobs):
+    from decs.estimator import HaDis
+
+    x, _ = blobs
+    est = HaDis(n_clusters=3, random_state=0, epochs=2, warmup_epochs=1, batch_size=40, profile="ci")
+    assert est.fit(x) is est and est.get_params()["hsd"] is True
+    assert est.network_ == "conv" and est.labels_.shape == (len(x),) and est.n_iter_ == 2
+    assert est.cluster_centers_.shape == (3, 32) and est.transform(x).shape == (len(x), 32)
+    assert np.allclose(np.linalg.norm(est.transform(x), axis=1), 1, atol=1e-5)
+    assert np.array_equal(est.predict(x), est.labels_)
+    assert np.allclose(est.predict_proba(x).sum(1), 1, atol=1e-5)
+    assert len(est.history_) == 3 and est.clusters_used_ == len(np.unique(est.labels_))
+    with pytest.warns(UserWarning, match="HaDis ended with 1 of its 3 clusters empty"):
+        est._warn_if_degenerate(np.array([60, 60, 0]), np.array([40, 40, 40]))
+    with pytest.raises(ValueError, match="n_clusters"):
+        HaDis(n_clusters=0, profile="ci").fit(x)
