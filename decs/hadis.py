@@ -26,9 +26,10 @@ Fashion-MNIST) grey digits, and the book's profiles must fit two CPU cores, so
   stride 2) and a global average pool, instead of a ResNet-18; projector and predictor keep
   the authors' form (Linear–BN–ReLU–Linear) with 512 hidden units instead of 4096 and 128
   output dimensions instead of 256;
-* the augmentations are :func:`augment_digits`: a random resized crop of 50–100 % of the area
-  (the authors: 8–100 %, which cuts most of a digit away), a rotation of up to ±15°, and a
-  random thinning or thickening of the strokes; no horizontal flip (a mirrored digit is not
+* the augmentations are :func:`augment_digits`: a random resized crop of 60–100 % of the area
+  (the authors: 8–100 %, which cuts most of a digit away; USPS digits fill their 16×16 frame, so
+  even 50 % cut strokes off), a rotation of up to ±15°, and a half-strength thinning or
+  thickening of the strokes; no horizontal flip (a mirrored digit is not
   the same digit), no colour jitter and no grey-scale conversion (the images are grey);
 * k-means for the pseudo-labels is scikit-learn's (k-means++ start) on the L2-normalised
   features — Euclidean k-means on the unit sphere, where the authors run a cosine k-means;
@@ -83,7 +84,7 @@ class HaDisConfig:
     momentum: float = 0.9            # SGD momentum
     weight_decay: float = 5e-4       # SGD weight decay
     # --- augmentation (grey digits) -----------------------------------------------------------
-    crop_scale: tuple[float, float] = (0.5, 1.0)  # area kept by the random resized crop
+    crop_scale: tuple[float, float] = (0.6, 1.0)  # area kept by the random resized crop
     rotation: float = 15.0           # largest rotation, degrees
     stroke: float = 0.3              # probability of thinning or thickening the strokes (half each)
     # --- network -----------------------------------------------------------------------------
@@ -344,14 +345,15 @@ def make_network(input_shape: tuple[int, ...], cfg: HaDisConfig) -> HaDisNet:
 
 # ------------------------------------------------------------------------- augmentation
 def augment_digits(x: torch.Tensor, generator: torch.Generator | None = None,
-                   crop_scale: tuple[float, float] = (0.5, 1.0), rotation: float = 15.0,
+                   crop_scale: tuple[float, float] = (0.6, 1.0), rotation: float = 15.0,
                    stroke: float = 0.3, ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
     """A random view of every image of a batch N×C×H×W, each image with its own draw, on the
     batch's device: a resized crop (area share in ``crop_scale``, aspect ratio in ``ratio``,
     anywhere inside the image) rotated by up to ``rotation`` degrees, resampled to the full size
     in one ``affine_grid`` / ``grid_sample`` call (zeros outside: the digits' background), then,
-    with probability ``stroke``, the strokes thickened (3×3 max-pool) or thinned (3×3 min-pool),
-    half each. torchvision's ``transforms.v2.RandomResizedCrop`` draws one crop per call from the
+    with probability ``stroke``, the strokes thickened or thinned (half each), at half strength:
+    the average of the image and its 3×3 max-pool (min-pool). A full 3×3 max-pool turns a 16×16
+    USPS digit into a blob, a full min-pool erases its thin strokes. torchvision's ``transforms.v2.RandomResizedCrop`` draws one crop per call from the
     global generator, so on a batch every image would get the same crop; this draws per image from
     ``generator``. Chosen in :doc:`/book/hadis`."""
     if x.ndim != 4:
@@ -371,8 +373,8 @@ def augment_digits(x: torch.Tensor, generator: torch.Generator | None = None,
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if stroke > 0:
-        thick = F.max_pool2d(out, 3, 1, 1)
-        thin = -F.max_pool2d(-out, 3, 1, 1)
+        thick = 0.5 * (out + F.max_pool2d(out, 3, 1, 1))
+        thin = 0.5 * (out - F.max_pool2d(-out, 3, 1, 1))
         pick = u[:, 5].view(n, 1, 1, 1)
         out = torch.where(pick < stroke / 2, thick, torch.where(pick < stroke, thin, out))
     return out
