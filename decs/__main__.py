@@ -142,9 +142,11 @@ def cmd_train_hadis(args, cfg: hadis.HaDisConfig) -> dict:
         ck.unlink(missing_ok=True)
     print(f"[decs] hadis{'' if cfg.hsd else ' without HSD'} on {args.dataset} (n={len(y)}), profile={cfg.profile}, "
           f"seed={args.seed}, device={get_device(args.device)}, checkpoint {ck}", file=sys.stderr)
-    _, rec = hadis.run(x, y.numpy(), cfg, seed=args.seed, device=args.device, checkpoint=ck,
-                       dataset=args.dataset, progress=not args.quiet)
+    res, rec = hadis.run(x, y.numpy(), cfg, seed=args.seed, device=args.device, checkpoint=ck,
+                         dataset=args.dataset, progress=not args.quiet)
     rec["command"] = "python -m decs " + " ".join(sys.argv[1:])
+    if args.model_files == "all" or args.model_files == "auto" and args.seed == 0 and "+" not in name:
+        hadis.save_model_file(res, rec, path, Path(args.results))
     write_record(rec, path)
     print(json.dumps({"record": str(path), "final": rec["final"], "wall_time_s": rec["wall_time_s"]}))
     return rec

@@ -587,7 +587,7 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: HaDisConfig, seed: int = 0, device:
     record = {
         "dataset": dataset, "method": "hadis", "variant": "HaDis" if cfg.hsd else "ProPos (HaDis without HSD)",
         "profile": cfg.profile,
-        "seed": seed, "n_samples": int(x.shape[0]), "n_clusters": k,
+        "seed": seed, "n_samples": int(x.shape[0]), "n_clusters": k, "input_shape": list(x.shape[1:]),
         "final": {**{m: final[m] for m in ("acc", "nmi", "ari")},
                   "clusters_used": int(np.count_nonzero(np.bincount(res.labels, minlength=k)))},
         "final_labels": "k-means (final_n_init restarts) on the teacher's L2-normalised features",
@@ -601,3 +601,50 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: HaDisConfig, seed: int = 0, device:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return res, record
+
+
+# ------------------------------------------------------------------------------ model files
+MODEL_FORMAT = 1
+
+
+def save_model_file(res: HaDisResult, record: dict, record_path: Path | str, root: Path | str) -> dict:
+    """Write the run's teacher (f̄, ḡ: all the final labels need) and its k-means centres beside
+    the record (same name, ``.pt``; about 2 MB at the cpu profile) and name the file, with its
+    sha256, in ``record["model_files"]["final"]``. Call before writing the record. Loaded by
+    :func:`load_model_file`; shown in :doc:`/book/hadis`."""
+    from .data import sha256
+
+    root, path = Path(root), Path(record_path).with_suffix(".pt")
+    payload = {"format": MODEL_FORMAT, "input_shape": record["input_shape"],
+               "config": record["config"], "n_clusters": record["n_clusters"],
+               "teacher": {k: v.detach().cpu() for k, v in res.net.teacher.state_dict().items()},
+               "centers": torch.as_tensor(res.centers)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    entry = {"path": path.relative_to(root).as_posix(), "sha256": sha256(path), "bytes": path.stat().st_size}
+    record["model_files"] = {"final": entry}
+    return entry
+
+
+def load_model_file(record: dict, root: Path | str, device: str | torch.device = "cpu") -> tuple[HaDisNet, torch.Tensor]:
+    """The network (its teacher loaded; the student is left untrained) and the k-means centres of a
+    record's model file, after checking its sha256. ``net.features(x)`` and the nearest centre
+    give the record's final labels again."""
+    from .data import sha256
+
+    entry = record.get("model_files", {}).get("final")
+    if entry is None:
+        raise FileNotFoundError("this record names no model file (only seed-0 protocol runs keep one, "
+                                "or runs trained with --model-files all).")
+    path = Path(root) / entry["path"]
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the record names it ({entry['sha256'][:12]}...).")
+    if sha256(path) != entry["sha256"]:
+        raise ValueError(f"{path} is not the file the record was written with (sha256 differs).")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = HaDisConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
+    net = make_network(tuple(payload["input_shape"]), cfg)
+    net.teacher.load_state_dict(payload["teacher"])
+    return net.to(device).eval(), payload["centers"].to(device)

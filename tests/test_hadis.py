@@ -296,7 +296,8 @@ def test_bad_inputs():
 def test_command_line_writes_a_record_and_refuses_to_overwrite(tmp_path):
     env = {**os.environ, "DECS_CHECKPOINTS": str(tmp_path / "ck"), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "decs", "train", "--dataset", "usps", "--profile", "ci", "--method", "hadis",
-            "--set", "subset=200", "epochs=2", "hsd=False", "--results", str(tmp_path / "res"), "--quiet"]
+            "--set", "subset=200", "epochs=2", "hsd=False", "--results", str(tmp_path / "res"), "--quiet",
+            "--model-files", "all"]
     repo = Path(__file__).resolve().parent.parent
     out = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -305,6 +306,15 @@ def test_command_line_writes_a_record_and_refuses_to_overwrite(tmp_path):
     assert rec["method"] == "hadis" and rec["config"]["hsd"] is False and rec["n_samples"] == 200
     assert [h["epoch"] for h in rec["history"]] == [0, 1, 2] and rec["command"].startswith("python -m decs train")
     assert {"commit", "device", "torch"} <= set(rec["environment"]) and rec["wall_time_s"]["train"] > 0
+    # the model file re-scores the record: teacher features, nearest k-means centre
+    net, centers = hadis.load_model_file(rec, tmp_path / "res")
+    x, y = data.load("usps", subset=200, seed=0)
+    labels = torch.cdist(net.features(x), centers).argmin(1).numpy()
+    from decs.metrics import evaluate
+    assert evaluate(y.numpy(), labels)["acc"] == rec["final"]["acc"]
+    (tmp_path / "res" / rec["model_files"]["final"]["path"]).write_bytes(b"changed")
+    with pytest.raises(ValueError, match="sha256"):
+        hadis.load_model_file(rec, tmp_path / "res")
     again = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "--replace" in again.stderr
 
