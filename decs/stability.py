@@ -71,7 +71,7 @@ def otsu_split(values: torch.Tensor, bins: int = 1000, reduce=None) -> tuple[tor
     maximises the between-class variance ω0·ω1·(μ0 − μ1)² (bin indices as levels, as in the
     authors' code). A value is in the low class exactly when its bin is ≤ b.
     ``reduce``, if given, maps the histogram of counts (int64) to the histogram actually split:
-    :func:`decs.distributed.otsu_threshold` passes a sum over processes, so every process splits
+    ``decs.distributed.otsu_threshold`` passes a sum over processes, so every process splits
     the histogram of the whole batch (:doc:`/book/distributed`).
     """
     if bins < 2:

@@ -13,7 +13,7 @@ The pieces, in the order a run uses them:
 * :func:`run` — all of the above with checkpoints and a JSON run record
 
 Under ``torchrun`` (more than one process) the same loop splits each global batch across the
-processes and reduces what the loss needs over the whole batch (:mod:`decs.distributed`,
+processes and reduces what the loss needs over the whole batch (``decs.distributed``,
 :doc:`/book/distributed`); with one process that code is never reached.
 """
 from __future__ import annotations
@@ -116,8 +116,8 @@ def embed(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.T
 
 
 def embed_all(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """:func:`embed` of all of x; with several processes each embeds its :func:`decs.distributed.shard`
-    of the rows and every process receives all of them (:func:`decs.distributed.gather_rows`)."""
+    """:func:`embed` of all of x; with several processes each embeds its ``decs.distributed.shard``
+    of the rows and every process receives all of them (``decs.distributed.gather_rows``)."""
     if distributed.world_size() == 1:
         return embed(encoder, x, batch_size)
     return distributed.gather_rows(embed(encoder, x[distributed.shard(x.shape[0])], batch_size), x.shape[0])
@@ -345,7 +345,7 @@ def _threshold(encoder, xb, centroids, cfg: Config, q_train: torch.Tensor) -> to
 def _batch_loss(encoder: nn.Module, xb: torch.Tensor, centroids: torch.Tensor, cfg: Config, method: str,
                 p: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | float | None, torch.Tensor]:
     """One clustering step's (q, t, loss) on the batch xb (DEC: with its targets p). With several
-    processes xb is this process's shard and the loss is the whole batch's (:mod:`decs.distributed`)."""
+    processes xb is this process's shard and the loss is the whole batch's (``decs.distributed``)."""
     alpha = cfg.alpha if method == "decs" else cfg.dec_alpha
     q = soft_assign(encoder(xb), centroids, alpha)
     if distributed.world_size() > 1:
