@@ -10,6 +10,9 @@ comes back. This script, run there by ``benchmarks/device_table1.sh run``:
 3. runs one ``python -m decs reproduce --dataset D --seeds S --skip-done --resume`` per dataset
    and seed (k-means on pixels, DECS, DEC), ``--parallel`` at a time, seed 0 of every dataset
    before seed 1 of any;
+   Then HaDis (``python -m decs train --method hadis``) on the datasets of ``--hadis-datasets``
+   (default MNIST and Fashion-MNIST, the ones a CPU cannot afford) that are among the datasets
+   run, one job per dataset and seed, after every DECS job;
 4. at ``--deadline`` minus ``--margin`` seconds interrupts the running jobs. Checkpoints are
    written atomically, every 10 pretraining epochs and every ``checkpoint_every`` clustering
    iterations: an interrupted run resumes from its last one, to the same result;
@@ -46,6 +49,7 @@ SHIMS = Path(__file__).resolve().parent / "device_shims"  # a do-nothing tqdm, u
 
 PRIORITY = ("usps", "mnist-test", "mnist", "fashion-mnist")  # the table's datasets, cheapest first
 RECORDS = ("kmeans-raw", "decs", "dec")  # the records one `reproduce` job writes
+HADIS_DATASETS = ("mnist", "fashion-mnist")  # HaDis jobs, after the DECS ones: what a CPU cannot afford
 UPLOAD_LIMIT = 64 * 2**20  # what one device call may carry, in bytes
 UPLOAD_SPARE = 2 * 2**20   # kept free under the limit when sizing checkpoints.tar
 MAX_OUT_FILES = 8          # what comes back from $OUT
@@ -97,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", default="paper")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="config overrides, passed to every job (e.g. a ci-scale test)")
+    p.add_argument("--hadis-datasets", nargs="*", default=list(HADIS_DATASETS),
+                   help="HaDis jobs (after the DECS ones) for these of the datasets run (default: "
+                        f"{' '.join(HADIS_DATASETS)}; none: no HaDis jobs)")
+    p.add_argument("--hadis-profile", default=None, help="HaDis's profile (default: --profile)")
+    p.add_argument("--hadis-set", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="HaDis config overrides (decs.hadis.HaDisConfig fields), passed to every HaDis job")
     p.add_argument("--model-files", choices=("auto", "all", "none"), default="auto",
                    help="passed to every job (auto: seed 0 of protocol runs)")
     p.add_argument("--parallel", type=int, default=None,
@@ -316,7 +326,9 @@ def prepared_commit() -> str | None:
 # ----------------------------------------------------------------------------------- jobs
 @dataclass
 class Job:
-    """One ``reproduce`` run: k-means on pixels, DECS and DEC for one dataset and seed."""
+    """One ``reproduce`` run: k-means on pixels, DECS and DEC for one dataset and seed; or, with
+    ``kind="hadis"``, one HaDis run (``train --method hadis``; its only record and checkpoint
+    are called "hadis")."""
     dataset: str
     seed: int
     records: dict[str, Path]         # RECORDS entry → record path
@@ -328,11 +340,12 @@ class Job:
     started: float | None = None     # time.monotonic()
     ended: float | None = None
     tail: deque = field(default_factory=lambda: deque(maxlen=40))
+    kind: str = "reproduce"          # "reproduce" (k-means, DECS, DEC) or "hadis"
 
     @property
     def name(self) -> str:
-        """``dataset/seedS``."""
-        return f"{self.dataset}/seed{self.seed}"
+        """``dataset/seedS``, ``hadis:dataset/seedS`` for a HaDis job."""
+        return f"{'hadis:' if self.kind == 'hadis' else ''}{self.dataset}/seed{self.seed}"
 
     def missing(self) -> list[str]:
         """The records this job has not written yet (complete JSON files only count)."""
@@ -340,9 +353,12 @@ class Job:
 
 
 def make_jobs(datasets: list[str], seeds: list[int], profile: str, sets: list[str], results: Path,
-              checkpoints: Path) -> list[Job]:
+              checkpoints: Path, hadis_datasets: list[str] | tuple[str, ...] = (), hadis_profile: str | None = None,
+              hadis_sets: list[str] | None = None) -> list[Job]:
     """One job per (seed, dataset), seed 0 of every dataset first: the most valuable cells of
-    the table are filled first. Names and paths come from ``decs.__main__``, as the jobs use them."""
+    the table are filled first. Then one HaDis job per (seed, dataset) for the datasets that are
+    both run and in ``hadis_datasets``. Names and paths come from ``decs.__main__`` and
+    ``decs.hadis``, as the jobs use them."""
     from decs.__main__ import _parse_overrides, cluster_tag, pretraining_name, record_path
     from decs.config import get_config
 
@@ -356,16 +372,34 @@ def make_jobs(datasets: list[str], seeds: list[int], profile: str, sets: list[st
                             checkpoint_dir=ck,
                             cluster_files={m: ck / f"{m}{cluster_tag(cfg)}.pt" for m in ("decs", "dec")},
                             batch_size=cfg.batch_size))
+    from decs import hadis
+
+    hcfg = hadis.get_hadis_config(hadis_profile or profile, **_parse_overrides(hadis_sets or [], hadis.HaDisConfig))
+    for seed in seeds:
+        for dataset in [d for d in datasets if d in hadis_datasets]:
+            name = hadis.run_name(hcfg, seed)
+            ck = checkpoints / dataset / "hadis"
+            jobs.append(Job(dataset, seed, records={"hadis": results / dataset / "hadis" / f"{name}.json"},
+                            checkpoint_dir=ck, cluster_files={"hadis": ck / f"{name}.pt"},
+                            batch_size=hcfg.batch_size, kind="hadis"))
     return jobs
 
 
 def start(job: Job, args: argparse.Namespace, env: dict) -> None:
-    """Start ``job`` as a ``python -m decs reproduce`` subprocess; its output goes to the log."""
-    cmd = [sys.executable, "-m", "decs", "reproduce", "--dataset", job.dataset, "--profile", args.profile,
-           "--seeds", str(job.seed), "--skip-done", "--resume", "--quiet", "--results", str(args.results),
-           "--model-files", args.model_files]
-    if args.set:
-        cmd += ["--set", *args.set]
+    """Start ``job`` as a ``python -m decs reproduce`` (or ``train --method hadis``) subprocess;
+    its output goes to the log."""
+    if job.kind == "hadis":
+        cmd = [sys.executable, "-m", "decs", "train", "--method", "hadis", "--dataset", job.dataset,
+               "--profile", args.hadis_profile or args.profile, "--seed", str(job.seed), "--skip-done", "--resume",
+               "--quiet", "--results", str(args.results), "--model-files", args.model_files]
+        if args.hadis_set:
+            cmd += ["--set", *args.hadis_set]
+    else:
+        cmd = [sys.executable, "-m", "decs", "reproduce", "--dataset", job.dataset, "--profile", args.profile,
+               "--seeds", str(job.seed), "--skip-done", "--resume", "--quiet", "--results", str(args.results),
+               "--model-files", args.model_files]
+        if args.set:
+            cmd += ["--set", *args.set]
     LOG(f"{job.name}: start: {' '.join(cmd[1:])}")
     job.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1)
@@ -435,7 +469,12 @@ def progress(job: Job) -> dict:
             out["pretrain_steps_per_s"] = round(len(pre["losses"]) * math.ceil(n / job.batch_size) / pre["seconds"], 1)
     for method, path in job.cluster_files.items():
         state = _load_state(path) if path.exists() else None
-        if state is not None:
+        if state is not None and job.kind == "hadis":  # decs.hadis.fit_hadis's checkpoint: per epoch
+            out["hadis_epochs"] = state["epoch"]
+            seconds += state["seconds"]
+            if state["seconds"] > 0:
+                out["hadis_epochs_per_min"] = round(60 * state["epoch"] / state["seconds"], 2)
+        elif state is not None:
             s = state["state"]
             out[f"{method}_iterations"] = s["iteration"]
             seconds += s["seconds"]
@@ -460,6 +499,8 @@ def job_summary(job: Job, device: str, prog: dict | None) -> dict:
             continue
         row["final"][method] = {k: rec["final"][k] for k in ("acc", "nmi")}
         wall = rec.get("wall_time_s", {})
+        if method == "hadis" and wall.get("train"):
+            row["steps_per_s"]["hadis"] = round(rec["epochs"] * (rec["n_samples"] // job.batch_size) / wall["train"], 1)
         if method != "kmeans-raw" and wall.get("pretrain") and wall.get("cluster"):
             steps = len(rec["pretrain_loss"]) * math.ceil(rec["n_samples"] / job.batch_size)
             row["steps_per_s"]["pretrain"] = round(steps / wall["pretrain"], 1)
@@ -572,7 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         into = args.checkpoints if name == "checkpoints.tar" else args.results
         got = unpack(archive, into, overwrite=name == "checkpoints.tar")
         LOG(f"resumed from {archive}: {len(got)} files into {into}")
-    jobs = make_jobs(datasets, args.seeds, args.profile, args.set, args.results, args.checkpoints)
+    jobs = make_jobs(datasets, args.seeds, args.profile, args.set, args.results, args.checkpoints,
+                     args.hadis_datasets, args.hadis_profile, args.hadis_set)
     for job in jobs:
         if not job.missing():
             job.status = "already_done"

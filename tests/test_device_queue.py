@@ -147,3 +147,36 @@ def test_parallel_jobs_from_free_gpu_memory():
     assert dq.choose_parallel({"gpu_free_gib": 10.0, "cpu_count": 16}, 9) == 2   # 4 GiB each
     assert dq.choose_parallel({"gpu_free_gib": 139.0, "cpu_count": 16}, 9) == 6  # at most 6
     assert dq.choose_parallel({"gpu_free_gib": 78.0, "cpu_count": 4}, 9) == 2    # two cores each
+
+
+def test_hadis_jobs_come_after_every_decs_job(tmp_path):
+    dq = _module()
+    jobs = dq.make_jobs(["usps", "mnist", "fashion-mnist"], [0, 1], "paper", [], tmp_path / "res", tmp_path / "ck",
+                        dq.HADIS_DATASETS, None, ["hsd=False"])
+    assert [j.name for j in jobs] == ["usps/seed0", "mnist/seed0", "fashion-mnist/seed0", "usps/seed1", "mnist/seed1",
+                                      "fashion-mnist/seed1", "hadis:mnist/seed0", "hadis:fashion-mnist/seed0",
+                                      "hadis:mnist/seed1", "hadis:fashion-mnist/seed1"]
+    h = jobs[6]
+    assert h.kind == "hadis" and h.records == {"hadis": tmp_path / "res" / "mnist" / "hadis" / "paper-seed0+hsd=False.json"}
+    assert h.cluster_files == {"hadis": tmp_path / "ck" / "mnist" / "hadis" / "paper-seed0+hsd=False.pt"}
+    assert dq.progress(h) == {"checkpointed_seconds": 0.0}  # nothing trained yet
+    assert [j.name for j in dq.make_jobs(["usps"], [0], "ci", [], tmp_path, tmp_path, dq.HADIS_DATASETS)] == ["usps/seed0"]
+
+
+@needs_usps
+def test_hadis_job_runs_and_its_record_is_returned(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--datasets", "usps", "--seeds", "0", "--profile", "ci",
+                           "--set", "subset=200", "pretrain_epochs=2", "maxiter=20", "kmeans_n_init=1",
+                           "--hadis-datasets", "usps", "--hadis-set", "subset=200", "epochs=2",
+                           "--model-files", "none", "--deadline", "300", "--margin", "5", "--out", str(out),
+                           "--results", str(tmp_path / "res"), "--checkpoints", str(tmp_path / "ck")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(j["dataset"], j["status"]) for j in summary["jobs"]] == [("usps", "done"), ("usps", "done")]
+    rec = json.loads((tmp_path / "res" / "usps" / "hadis" / "ci-seed0+subset=200+epochs=2.json").read_text())
+    assert summary["jobs"][1]["final"]["hadis"] == {k: rec["final"][k] for k in ("acc", "nmi")}
+    with tarfile.open(out / "records.tar.gz") as tar:
+        assert "usps/hadis/ci-seed0+subset=200+epochs=2.json" in tar.getnames()
