@@ -277,6 +277,9 @@ class _Trace:
     * ``neg_weight_share``: the mean share of a batch's samples whose code-form weight
       1 + 2(s_i − s̄) is negative (the loss then pushes their stability *down*; chapter 10);
     * ``centroid_grad_norm``: the mean norm ‖∂L/∂m_j‖ of each centroid's gradient.
+
+    With several processes t and the gradients are the whole batch's, the share of negative
+    weights is that of rank 0's shard (with its own s̄).
     """
 
     def __init__(self, k: int, device: torch.device, bins: int):

@@ -6,6 +6,7 @@ here, in the test's own process (world size 1), and handed over in a file. The c
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -230,6 +231,19 @@ def _frozen_runs(start: dict) -> dict:
     return out
 
 
+def _killed_worker(rank: int, ckdir: str) -> None:
+    """A 2-process DECS run whose processes are killed (SIGKILL) at the evaluation of iteration 8;
+    its last checkpoint is from iteration 5."""
+    x, y = blob_images()
+
+    def kill_at_8(record, z, centroids):
+        if record["iteration"] == 8:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    run(torch.as_tensor(x), y, _run_cfg(), "decs", seed=1, device="cpu", progress=False, checkpoint_dir=ckdir,
+        tag="+resumed", on_eval=kill_at_8)
+
+
 def _runs_worker(rank: int, ckdir: str, start_path: str, out: str) -> None:
     x, y = blob_images()
     x, cfg = torch.as_tensor(x), _run_cfg()
@@ -237,17 +251,15 @@ def _runs_worker(rank: int, ckdir: str, start_path: str, out: str) -> None:
     for method in ("decs", "dec"):
         results[method] = _summary(run(x, y, cfg, method, seed=1, device="cpu", progress=False,
                                        checkpoint_dir=ckdir, dataset="blobs"))
+        if method == "dec":  # DECS was killed in _killed_worker; DEC is stopped by an exception
 
-        def stop_at_8(record, z, centroids):
-            if record["iteration"] == 8:
-                raise _Interrupt
+            def stop_at_8(record, z, centroids):
+                if record["iteration"] == 8:
+                    raise _Interrupt
 
-        try:  # interrupted at iteration 8; its last checkpoint is from iteration 5
-            run(x, y, cfg, method, seed=1, device="cpu", progress=False, checkpoint_dir=ckdir, tag="+resumed",
-                on_eval=stop_at_8)
-            raise AssertionError("the run was not interrupted")
-        except _Interrupt:
-            pass
+            with pytest.raises(_Interrupt):
+                run(x, y, cfg, method, seed=1, device="cpu", progress=False, checkpoint_dir=ckdir,
+                    tag="+resumed", on_eval=stop_at_8)
         results[f"{method}-resumed"] = _summary(run(x, y, cfg, method, seed=1, device="cpu", progress=False,
                                                     checkpoint_dir=ckdir, tag="+resumed", dataset="blobs"))
     if rank == 0:
@@ -285,8 +297,13 @@ def test_two_process_runs_agree_with_one_and_resume_exactly(tmp_path):
     one["frozen"] = _frozen_runs(start)
     (tmp_path / "two").mkdir()  # start from the same pretrained network (its key has no world size)
     (tmp_path / "two" / "pretrain.pt").write_bytes((tmp_path / "one" / "pretrain.pt").read_bytes())
+    with pytest.raises(mp.ProcessExitedException, match="SIGKILL"):
+        _spawn(_killed_worker, str(tmp_path / "two"))
+    assert (tmp_path / "two" / "decs+resumed.pt").exists()
     _spawn(_runs_worker, str(tmp_path / "two"), str(tmp_path / "start.pt"), str(tmp_path / "two.json"))
     two = json.loads((tmp_path / "two.json").read_text())
+    with pytest.raises(ValueError, match="other settings"):  # a 2-process checkpoint is not resumed by 1
+        run(x, y, cfg, "decs", seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path / "two")
     for m in ("decs", "dec"):
         frozen_a, frozen_b = one["frozen"][m], two["frozen"][m]
         print(f"{m}: batch norm frozen: label agreement {_agreement(frozen_a['labels'], frozen_b['labels'])}, "
@@ -298,7 +315,7 @@ def test_two_process_runs_agree_with_one_and_resume_exactly(tmp_path):
         assert _agreement(one[m]["labels"], two[m]["labels"]) >= TRAIN_BN_AGREEMENT
         assert two[m]["environment"]["world_size"] == 2 and two[m]["environment"]["backend"] == "gloo"
         assert one[m]["environment"]["world_size"] == 1 and one[m]["environment"]["backend"] == "none"
-        # resumed under 2 processes: the same run, to the last bit
+        # killed (DECS) or stopped (DEC) under 2 processes and resumed: the same run, to the last bit
         assert two[f"{m}-resumed"]["labels"] == two[m]["labels"]
         assert two[f"{m}-resumed"]["centroids"] == two[m]["centroids"]
         assert two[f"{m}-resumed"]["history"] == two[m]["history"]
