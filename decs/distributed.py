@@ -49,8 +49,14 @@ def world_size() -> int:
 
 
 def rank() -> int:
-    """This process's rank (0 without a process group). :doc:`/book/distributed`."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    """This process's rank: the process group's; before the group is joined, ``RANK`` when
+    ``torchrun`` started several processes (so only rank 0 ever writes files); else 0.
+    :doc:`/book/distributed`."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return int(os.environ.get("RANK", "0"))
+    return 0
 
 
 def is_main() -> bool:

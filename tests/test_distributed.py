@@ -352,3 +352,16 @@ def test_the_speed_benchmark_writes_its_record(tmp_path):
     assert record["rows"][0]["n"] == 200 and len(record["rows"][0]["seconds"]) == 2
     env = record["environment"]
     assert env["commit"] and env["torch"] == torch.__version__ and env["cpu_count"] and record["threads_per_process"] == 1
+
+
+def test_under_torchrun_only_rank_0_writes_even_before_joining(monkeypatch, tmp_path):
+    from decs.train import write_record
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.rank() == 1 and not distributed.is_main() and distributed.world_size() == 1
+    write_record({"a": 1}, tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()
+    monkeypatch.setenv("RANK", "0")
+    write_record({"a": 1}, tmp_path / "r.json")
+    assert (tmp_path / "r.json").exists()
