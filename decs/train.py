@@ -420,6 +420,11 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     Resumes from ``checkpoint``, which must have been written with the same ``key``.
     Derived in :doc:`/book/07_instability_loss` and
     :doc:`/book/04_dec_pseudo_targets`.
+
+    In a process group of more than one process (``torchrun``), each process trains on its
+    contiguous shard of every global batch, the loss and Otsu's threshold are the whole batch's,
+    gradients and batch-norm statistics are averaged, and only rank 0 writes the checkpoint
+    (:doc:`/book/distributed`).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
