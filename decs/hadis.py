@@ -151,7 +151,8 @@ def _check_config(cfg: HaDisConfig) -> None:
 
 def run_name(cfg: HaDisConfig, seed: int) -> str:
     """``<profile>-seed<seed>`` followed by ``+field=value`` for every field that differs from
-    the profile (``cpu-seed0+hsd=False`` is the ProPos ablation), as DECS's runs are named."""
+    the profile (``cpu-seed0+hsd=False`` is the ProPos ablation), as DECS's runs are named.
+    See :doc:`/book/hadis`."""
     base = get_hadis_config(cfg.profile)
     tag = "".join(f"+{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)
                   if getattr(cfg, f.name) != getattr(base, f.name))
@@ -286,7 +287,7 @@ class DigitEncoder(nn.Module):
 
 class FeatureEncoder(nn.Module):
     """The backbone f for feature vectors N×D (the estimator's non-image input): two
-    Linear–BN–ReLU layers of ``width`` units."""
+    Linear–BN–ReLU layers of ``width`` units. See :doc:`/book/hadis`."""
 
     def __init__(self, in_dim: int, width: int = 128):
         super().__init__()
@@ -333,7 +334,7 @@ class HaDisNet(nn.Module):
 
 def make_network(input_shape: tuple[int, ...], cfg: HaDisConfig) -> HaDisNet:
     """HaDisNet for images C×H×W (:class:`DigitEncoder`) or feature vectors of D values
-    (:class:`FeatureEncoder`)."""
+    (:class:`FeatureEncoder`). See :doc:`/book/hadis`."""
     if len(input_shape) == 3:
         encoder = DigitEncoder(input_shape[0], cfg.widths)
     elif len(input_shape) == 1:
@@ -384,7 +385,7 @@ def augment_features(x: torch.Tensor, generator: torch.Generator | None = None, 
                      noise: float = 0.1) -> torch.Tensor:
     """A random view of feature vectors N×D (the estimator's non-image input): each value
     zeroed with probability ``drop`` and the rest shifted by Gaussian noise of ``noise`` times
-    the batch's per-feature standard deviation."""
+    the batch's per-feature standard deviation. See :doc:`/book/hadis`."""
     keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= drop
     std = x.std(0, keepdim=True) if len(x) > 1 else torch.ones_like(x[:1])
     eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -393,7 +394,7 @@ def augment_features(x: torch.Tensor, generator: torch.Generator | None = None, 
 
 def make_views(x: torch.Tensor, cfg: HaDisConfig, generator: torch.Generator) -> torch.Tensor:
     """One random view of a batch: :func:`augment_digits` for images, :func:`augment_features`
-    for feature vectors."""
+    for feature vectors. See :doc:`/book/hadis`."""
     if x.ndim == 4:
         return augment_digits(x, generator, cfg.crop_scale, cfg.rotation, cfg.stroke)
     return augment_features(x, generator)
@@ -422,7 +423,7 @@ def step_losses(net: HaDisNet, xa: torch.Tensor, xb: torch.Tensor, labels: torch
 def learning_rate(cfg: HaDisConfig, epoch: float) -> float:
     """The authors' schedule at (fractional) epoch e: linear warm-up 0 → lr over the warm-up,
     then lr·½(1 + cos(π(e − w)/E)) (their code divides by all E epochs, not E − w, so the rate
-    does not reach 0). lr is scaled by batch_size/256."""
+    does not reach 0). lr is scaled by batch_size/256, as the authors do. See :doc:`/book/hadis`."""
     base = cfg.lr * cfg.batch_size / 256
     if epoch < cfg.warmup_epochs:
         return base * epoch / cfg.warmup_epochs
@@ -430,7 +431,8 @@ def learning_rate(cfg: HaDisConfig, epoch: float) -> float:
 
 
 def pseudo_labels(features: torch.Tensor, n_clusters: int, n_init: int, seed: int) -> np.ndarray:
-    """k-means (k-means++ start, scikit-learn) on the teacher's normalised features."""
+    """k-means (k-means++ start, scikit-learn) on the teacher's normalised features: the
+    pseudo-labels of PCL, every epoch. See :doc:`/book/hadis`."""
     km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed)
     return km.fit_predict(features.detach().cpu().double().numpy()).astype(np.int64)
 
@@ -439,7 +441,7 @@ def pseudo_labels(features: torch.Tensor, n_clusters: int, n_init: int, seed: in
 @dataclass
 class HaDisResult:
     """What :func:`fit_hadis` learned: the network, the final labels (k-means on the teacher's
-    normalised features), their centres, and one history entry per epoch."""
+    normalised features), their centres, and one history entry per epoch. See :doc:`/book/hadis`."""
     net: HaDisNet
     labels: np.ndarray
     centers: np.ndarray
@@ -562,7 +564,7 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
 
 def checkpoint_path(dataset: str, cfg: HaDisConfig, seed: int) -> Path:
     """``<checkpoints>/<dataset>/hadis/<run name>.pt`` (the root is
-    :func:`decs.paths.checkpoints_root`): apart from DECS's folders."""
+    :func:`decs.paths.checkpoints_root`): apart from DECS's folders. See :doc:`/book/hadis`."""
     from .paths import checkpoints_root
 
     return checkpoints_root() / dataset / "hadis" / f"{run_name(cfg, seed)}.pt"
@@ -631,7 +633,7 @@ def save_model_file(res: HaDisResult, record: dict, record_path: Path | str, roo
 def load_model_file(record: dict, root: Path | str, device: str | torch.device = "cpu") -> tuple[HaDisNet, torch.Tensor]:
     """The network (its teacher loaded; the student is left untrained) and the k-means centres of a
     record's model file, after checking its sha256. ``net.features(x)`` and the nearest centre
-    give the record's final labels again."""
+    give the record's final labels again. See :doc:`/book/hadis`."""
     from .data import sha256
 
     entry = record.get("model_files", {}).get("final")
