@@ -33,7 +33,7 @@ Fashion-MNIST) grey digits, and the book's profiles must fit two CPU cores, so
   the same digit), no colour jitter and no grey-scale conversion (the images are grey);
 * k-means for the pseudo-labels is scikit-learn's (k-means++ start) on the L2-normalised
   features — Euclidean k-means on the unit sphere, where the authors run a cosine k-means;
-* the ``cpu`` profile trains 150 epochs (:data:`PROFILES`), which is what fits about 30 minutes
+* the ``cpu`` profile trains 150 epochs (``decs.hadis.PROFILES``), which is what fits about 30 minutes
   per USPS run on one CPU core; the ``paper`` profile keeps the authors' 1000 epochs and batch 256.
 """
 from __future__ import annotations
@@ -282,6 +282,7 @@ class DigitEncoder(nn.Module):
         self.out_dim = c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The features f(x), N × ``out_dim``, of images N×C×H×W."""
         return self.net(x)
 
 
@@ -296,6 +297,7 @@ class FeatureEncoder(nn.Module):
         self.out_dim = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The features f(x), N × ``out_dim``, of feature vectors N×D."""
         return self.net(x)
 
 
