@@ -14,12 +14,13 @@ from .stability import (determinacy, gradient_bound, instability, instability_lo
 __version__ = "0.2.0"
 
 __all__ = ["Config", "get_config", "soft_assign", "otsu_threshold", "determinacy", "sample_stability",
-           "instability", "instability_loss", "gradient_bound", "DECS", "DEC", "__version__"]
+           "instability", "instability_loss", "gradient_bound", "DECS", "DEC", "HaDis",
+           "__version__"]
 
 
 def __getattr__(name):
     # The estimators pull in scikit-learn and the training code: import them on first use.
-    if name in ("DECS", "DEC"):
+    if name in ("DECS", "DEC", "HaDis"):
         from . import estimator
 
         return getattr(estimator, name)

@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data
+from . import data, distributed
 from .config import METHODS, PROFILES, Config, get_config
 from .metrics import evaluate
 from .results import (ModelFileError, _changes, checkpoint_dir, cluster_tag, load_model_files, pretraining_name,
                       run_name, save_model_files)
 from . import hadis
+from .paths import in_checkout
 from .train import (REPO_ROOT, environment_info, get_device, predict, pretrained_autoencoder,
                     run, write_record)
 
@@ -118,6 +119,8 @@ def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = N
     result = run(x, y, cfg, method=method, seed=seed, device=args.device, checkpoint_dir=ck,
                  dataset=args.dataset, progress=not args.quiet, tag=tag)
     rec = result.record
+    if not distributed.is_main():  # under torchrun, rank 0 alone writes the model files and the record
+        return rec
     rec["command"] = "python -m decs " + " ".join(sys.argv[1:])
     protocol_seed0 = seed == 0 and "+" not in path.stem
     if args.model_files == "all" or args.model_files == "auto" and protocol_seed0:
@@ -261,7 +264,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--profile", choices=PROFILES, default=None, help="default: DECS_PROFILE, else cpu")
         p.add_argument("--device", default=None, help="default: DECS_DEVICE, else cuda if available, else cpu")
         p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override config fields")
-        p.add_argument("--results", default=str(REPO_ROOT / "results"), help="where run records go")
+        p.add_argument("--results", default=str(REPO_ROOT / "results") if in_checkout() else "results",
+                       help="where run records go (default: results/ of the checkout; ./results for an "
+                            "installed package)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         if name in ("train", "reproduce", "sweep"):
             p.add_argument("--replace", action="store_true", help="replace an existing record of the same name")
