@@ -164,10 +164,15 @@ def evaluate_record(path: Path | str, device: str | None = None, results: Path |
     rec = json.loads(path.read_text())
     root = Path(results) if results is not None else path.resolve().parents[2]
     dev = get_device(device)
-    nets = load_model_files(rec, root, dev)
-    cfg = Config(**{**rec["config"], "filters": tuple(rec["config"]["filters"])})
-    x, y = _load_data(rec["dataset"], cfg, rec["seed"])
-    _, labels = predict(nets["encoder"], nets["centroids"], x.to(dev), nets["alpha"], cfg.eval_batch_size)
+    if rec["method"] == "hadis":  # the teacher's normalised features, each to its nearest k-means centre
+        net, centers = hadis.load_model_file(rec, root, dev)
+        x, y = data.load(rec["dataset"], subset=rec["config"].get("subset"), seed=rec["seed"])
+        labels = torch.cdist(net.features(x.to(dev)).double(), centers.double()).argmin(dim=1)
+    else:
+        nets = load_model_files(rec, root, dev)
+        cfg = Config(**{**rec["config"], "filters": tuple(rec["config"]["filters"])})
+        x, y = _load_data(rec["dataset"], cfg, rec["seed"])
+        _, labels = predict(nets["encoder"], nets["centroids"], x.to(dev), nets["alpha"], cfg.eval_batch_size)
     now = evaluate(y, labels.cpu().numpy())
     trained_on = torch.device(rec["environment"]["device"]).type
     tol = 1.0 / len(y) if trained_on == dev.type else CROSS_DEVICE_TOLERANCE
