@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-"""The folder above the package: the repository's root when the package runs from a checkout."""
+"""The repository's root when the package runs from a checkout (the folder above the package)."""
 
 
 def in_checkout() -> bool:
