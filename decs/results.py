@@ -32,8 +32,8 @@ def _results_root() -> Path:
 
 
 RESULTS = _results_root()
-"""The committed run records and model files the chapters read: ``$DECS_RESULTS``, else
-``results/`` of the checkout, else the release's copy in the user's cache."""
+"""The committed run records and model files the chapters read (``$DECS_RESULTS``, else
+``results/`` of the checkout, else the release's copy in the user's cache)."""
 DATASET_ORDER = ("mnist", "mnist-test", "usps", "fashion-mnist", "ytf")
 
 # Published numbers (ACC, NMI): DECS from the authors' README (the paper's
