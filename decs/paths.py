@@ -3,7 +3,7 @@
 A reader runs ``decs`` in one of two ways. From a **checkout** of the book's repository (``make
 book``, ``make test``, a course machine) everything lives in the repository: ``data/``,
 ``results/`` and ``checkpoints/``. As an **installed package** (``pip install``, Colab) the package
-sits in ``site-packages``, which may not be writable and is lost with the session: checkpoints and
+sits among the Python environment's packages, which may not be writable and is lost with the session: checkpoints and
 the committed results fetched for the chapters then go to a per-user cache instead. Used in
 :doc:`/book/reproducibility`.
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The repository's root when the package runs from a checkout (the folder above the package). A
+# comment, not a docstring: the API page would print the build machine's path as its value.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-"""The repository's root when the package runs from a checkout (the folder above the package)."""
 
 
 def in_checkout() -> bool:
@@ -25,7 +26,7 @@ def in_checkout() -> bool:
 def cache_dir() -> Path:
     """The per-user folder for checkpoints and fetched results of an installed package:
     ``$DECS_CACHE``, else ``$XDG_CACHE_HOME/decs``, else ``~/.cache/decs``. Never inside
-    ``site-packages``. (On Colab, point ``DECS_CACHE`` at a mounted Drive folder to keep the
+    the installed package. (On Colab, point ``DECS_CACHE`` at a mounted Drive folder to keep the
     checkpoints between sessions.)"""
     env = os.environ.get("DECS_CACHE", "").strip()
     if env:

@@ -31,9 +31,9 @@ def _results_root() -> Path:
     return REPO_ROOT / "results" if in_checkout() else cache_dir() / "results" / RELEASE
 
 
+# The committed run records and model files the chapters read (a comment, not a docstring: the
+# API page would print this machine's path as its value).
 RESULTS = _results_root()
-"""The committed run records and model files the chapters read (``$DECS_RESULTS``, else
-``results/`` of the checkout, else the release's copy in the user's cache)."""
 DATASET_ORDER = ("mnist", "mnist-test", "usps", "fashion-mnist", "ytf")
 
 # Published numbers (ACC, NMI): DECS from the authors' README (the paper's
