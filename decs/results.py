@@ -339,7 +339,7 @@ _FETCHED: set[Path] = set()
 
 def ensure_fetched(root: Path | str = RESULTS) -> None:
     """In an installed package, fetch the release's records once per process before reading
-    ``root`` (when it is :data:`RESULTS` in the user's cache); a failure is a warning, and the
+    ``root`` (when it is ``RESULTS`` in the user's cache); a failure is a warning, and the
     tables come out empty. Nothing happens in a checkout or when ``DECS_RESULTS`` names a folder."""
     root = Path(root)
     if in_checkout() or os.environ.get("DECS_RESULTS", "").strip() or root != RESULTS or root in _FETCHED:
