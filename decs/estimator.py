@@ -233,6 +233,9 @@ class _DeepClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         self._warn_if_degenerate(sizes, np.bincount(fitted.kmeans_labels, minlength=k))
         return self
 
+    # what gave the clusters their first sizes, as the degenerate-fit warning names it
+    _start_name = "the k-means start"
+
     def _warn_if_degenerate(self, sizes: np.ndarray, start_sizes: np.ndarray) -> None:
         """A UserWarning when the fit emptied or nearly emptied clusters (:func:`degenerate_clusters`)."""
         empty, small = degenerate_clusters(sizes, start_sizes)
@@ -241,8 +244,14 @@ class _DeepClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         k = len(sizes)
         what = [f"{len(empty)} of its {k} clusters empty"] if len(empty) else []
         if len(small):
-            what.append(f"{len(small)} holding under 1 % of the samples (the k-means start gave "
+            what.append(f"{len(small)} holding under 1 % of the samples ({self._start_name} gave "
                         f"{'them' if len(small) > 1 else 'it'} at least 5× as many)")
+        warnings.warn(f"{type(self).__name__} ended with {' and '.join(what)}: labels_ use "
+                      f"{self.clusters_used_} of {k} clusters. {self._degenerate_advice()}",
+                      UserWarning, stacklevel=3)
+
+    def _degenerate_advice(self) -> str:
+        """What the degenerate-fit warning tells the user to read and try."""
         if self._method == "decs":
             remedy = "this book's remedies (not the paper's method): reseed_empty=True, or balance>0"
             used = [f"{p}={getattr(self, p)!r}" for p in ("reseed_empty", "balance") if getattr(self, p)]
@@ -250,9 +259,7 @@ class _DeepClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         else:
             remedy = ("DEC has no remedy parameter; this book's remedies (not the paper's method) are the "
                       "DECS parameters reseed_empty=True and balance>0")
-        warnings.warn(f"{type(self).__name__} ended with {' and '.join(what)}: labels_ use "
-                      f"{self.clusters_used_} of {k} clusters. Why clusters empty, and what helps: the "
-                      f"book's chapter {CHAPTER}; {remedy}.", UserWarning, stacklevel=3)
+        return f"Why clusters empty, and what helps: the book's chapter {CHAPTER}; {remedy}."
 
     def _check_fitted(self, X) -> torch.Tensor:
         check_is_fitted(self)
@@ -487,19 +494,11 @@ class HaDis(_DeepClustering):
         self._warn_if_degenerate(sizes, np.asarray(res.history[0]["cluster_sizes"]))
         return self
 
-    def _warn_if_degenerate(self, sizes: np.ndarray, start_sizes: np.ndarray) -> None:
-        empty, small = degenerate_clusters(sizes, start_sizes)
-        if len(empty) == 0 and len(small) == 0:
-            return
-        k = len(sizes)
-        what = [f"{len(empty)} of its {k} clusters empty"] if len(empty) else []
-        if len(small):
-            what.append(f"{len(small)} holding under 1 % of the samples (the first k-means gave "
-                        f"{'them' if len(small) > 1 else 'it'} at least 5× as many)")
-        warnings.warn(f"HaDis ended with {' and '.join(what)}: labels_ use {self.clusters_used_} of {k} "
-                      "clusters. The final labels are k-means on the teacher's features: a longer training "
-                      "(epochs) or a larger batch usually separates them better; see the book's chapter "
-                      "book/hadis.", UserWarning, stacklevel=2)
+    _start_name = "the first k-means"
+
+    def _degenerate_advice(self) -> str:
+        return ("The final labels are k-means on the teacher's features: a longer training (epochs) or a "
+                "larger batch usually separates them better; see the book's chapter book/hadis.")
 
     def _features(self, X) -> torch.Tensor:
         x = self._check_fitted(X)
