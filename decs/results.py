@@ -92,6 +92,23 @@ def is_protocol_run(rec: dict) -> bool:
     return "+" not in Path(rec.get("path", "")).stem
 
 
+# The one changed run the five-datasets table shows: HaDis with its HSD loss off, which is ProPos
+# (decs.hadis.run_name writes ``<profile>-seed<n>+hsd=False``). Taught in book/hadis.ipynb.
+HADIS_WITHOUT_HSD = "hsd=False"
+
+
+def table_cell(rec: dict) -> str | None:
+    """Which method's cells of :func:`summary_rows` a record counts in: its method (``decs``,
+    ``dec``, ``kmeans-raw``, ``hadis``) for a protocol run (:func:`is_protocol_run`), ``propos``
+    for a HaDis run whose only change is its HSD loss off (file ``<profile>-seed<n>+hsd=False``),
+    and None for every other changed run (those belong to the ablations). Used in
+    :doc:`/book/five_datasets`; HaDis and ProPos are taught in :doc:`/book/hadis`."""
+    changes = Path(rec.get("path", "")).stem.partition("+")[2]
+    if not changes:
+        return rec["method"]
+    return "propos" if rec["method"] == "hadis" and changes == HADIS_WITHOUT_HSD else None
+
+
 def mean_std(values) -> tuple[float, float, int]:
     """Mean, population standard deviation and count (std is 0 for a single run)."""
     v = np.asarray([x for x in values if x is not None], dtype=float)
@@ -110,18 +127,26 @@ def fmt(mean: float, std: float, n: int) -> str:
 def summary_rows(records: list[dict]) -> list[dict]:
     """One row per (dataset, profile): DECS final ACC/NMI (mean ± std over seeds), DECS's
     label-selected best ACC, DEC final ACC/NMI, k-means on the embedding and on raw pixels,
-    mean wall time and the hardware — each cell aggregated from the records given."""
+    mean wall time and the hardware; and this book's HaDis (``hadis_*``) and HaDis without
+    its HSD loss (ProPos, ``propos_*``) final ACC/NMI, with HaDis's wall time, hardware and
+    epochs. Each cell aggregates the records given that :func:`table_cell` assigns to it: a run
+    with changed settings counts nowhere except the HSD ablation in the ProPos cells, so passing
+    every record changes no DECS or DEC cell. ``files`` lists every record a row aggregates."""
+    records = [r for r in records if table_cell(r) is not None]
     rows = []
     keys = sorted({(r["dataset"], r["profile"]) for r in records},
                   key=lambda k: (DATASET_ORDER.index(k[0]) if k[0] in DATASET_ORDER else 99, k[1]))
     for ds, prof in keys:
-        def sel(method):
-            return [r for r in records if r["dataset"] == ds and r["profile"] == prof and r["method"] == method]
+        def sel(cell):
+            return [r for r in records
+                    if r["dataset"] == ds and r["profile"] == prof and table_cell(r) == cell]
 
         decs_runs, dec_runs, raw_runs = sel("decs"), sel("dec"), sel("kmeans-raw")
+        hadis_runs, propos_runs = sel("hadis"), sel("propos")
         emb_runs = decs_runs or dec_runs
         row = {"dataset": ds, "profile": prof, "seeds": sorted({r["seed"] for r in decs_runs})}
-        for name, runs in (("decs", decs_runs), ("dec", dec_runs)):
+        for name, runs in (("decs", decs_runs), ("dec", dec_runs), ("hadis", hadis_runs),
+                           ("propos", propos_runs)):
             for metric in ("acc", "nmi"):
                 row[f"{name}_{metric}"] = mean_std(r["final"][metric] for r in runs)
         row["decs_best_acc"] = mean_std(r["best_label_selected"]["acc"] for r in decs_runs)
@@ -132,7 +157,12 @@ def summary_rows(records: list[dict]) -> list[dict]:
         row["decs_wall_min"] = mean_std(w / 60 for w in walls)
         envs = {hardware(r["environment"]) for r in decs_runs + dec_runs}
         row["hardware"] = ", ".join(sorted(envs)) or "—"
-        row["files"] = [r["path"] for r in decs_runs + dec_runs + raw_runs]
+        # HaDis's own budget: its profile sets epochs of contrastive training, not DECS's
+        # pretraining epochs and clustering iterations (decs.hadis.PROFILES)
+        row["hadis_wall_min"] = mean_std(r["wall_time_s"]["train"] / 60 for r in hadis_runs)
+        row["hadis_hardware"] = ", ".join(sorted({hardware(r["environment"]) for r in hadis_runs})) or "—"
+        row["hadis_epochs"] = sorted({r["config"]["epochs"] for r in hadis_runs + propos_runs})
+        row["files"] = [r["path"] for r in decs_runs + dec_runs + raw_runs + hadis_runs + propos_runs]
         rows.append(row)
     return rows
 

@@ -52,10 +52,107 @@ def test_filters_and_protocol_flag(tmp_path):
     assert results.load_records(tmp_path, profile="paper") == []
 
 
+def _hadis_record(tmp: Path, dataset, profile, seed, acc, nmi, hsd=True, name=None, epochs=150,
+                  minutes=20.0, gpu=None):
+    """A HaDis run record as decs.hadis.run writes it (the fields the tables read)."""
+    rec = {"dataset": dataset, "method": "hadis", "profile": profile, "seed": seed,
+           "variant": "HaDis" if hsd else "ProPos (HaDis without HSD)",
+           "final": {"acc": acc, "nmi": nmi, "ari": 0.1, "clusters_used": 10},
+           "config": {"profile": profile, "epochs": epochs, "hsd": hsd},
+           "wall_time_s": {"train": minutes * 60, "this_call": minutes * 60},
+           "environment": {"cpu_count": 2, **({"gpu": gpu} if gpu else {})}}
+    default = f"{profile}-seed{seed}" + ("" if hsd else "+hsd=False")
+    path = tmp / dataset / "hadis" / f"{name or default}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+    return path
+
+
+def _decs_dec_raw(tmp: Path):
+    for seed, acc in enumerate([0.90, 0.92, 0.94]):
+        _record(tmp, "usps", "decs", "cpu", seed, acc, nmi=acc - 0.05, best=acc + 0.01)
+    _record(tmp, "usps", "dec", "cpu", 0, 0.80)
+    _record(tmp, "usps", "kmeans-raw", "cpu", 0, 0.65)
+
+
+def test_table_cell_tells_hadis_its_hsd_ablation_and_other_changes_apart():
+    cell = results.table_cell
+    assert cell({"method": "hadis", "path": "r/usps/hadis/cpu-seed0.json"}) == "hadis"
+    assert cell({"method": "hadis", "path": "r/usps/hadis/cpu-seed0+hsd=False.json"}) == "propos"
+    assert cell({"method": "hadis", "path": "r/usps/hadis/cpu-seed0+epochs=10+hsd=False.json"}) is None
+    assert cell({"method": "hadis", "path": "r/usps/hadis/cpu-seed0+hsd=False+sigma=0.01.json"}) is None
+    assert cell({"method": "decs", "path": "r/usps/decs/cpu-seed0+hsd=False.json"}) is None
+    assert cell({"method": "decs", "path": "r/usps/decs/cpu-seed0+balance=1.0.json"}) is None
+    assert cell({"method": "dec", "path": "r/usps/dec/cpu-seed1.json"}) == "dec"
+    assert cell({"method": "kmeans-raw"}) == "kmeans-raw"   # a record in memory, no file
+
+
+def test_hadis_cells_aggregate_their_own_files(tmp_path):
+    _decs_dec_raw(tmp_path)
+    hadis = [_hadis_record(tmp_path, "usps", "cpu", 0, 0.70, 0.80, minutes=20.0),
+             _hadis_record(tmp_path, "usps", "cpu", 1, 0.80, 0.84, minutes=24.0)]
+    propos = [_hadis_record(tmp_path, "usps", "cpu", s, acc, 0.60, hsd=False)
+              for s, acc in ((0, 0.50), (1, 0.60), (2, 0.55))]
+    # other changes of HaDis's settings, and a HaDis run of another profile: in no usps/cpu cell
+    _hadis_record(tmp_path, "usps", "cpu", 0, 0.01, 0.01, name="cpu-seed0+epochs=10", epochs=10)
+    _hadis_record(tmp_path, "usps", "cpu", 0, 0.02, 0.02, hsd=False, name="cpu-seed0+hsd=False+sigma=0.1")
+    _hadis_record(tmp_path, "usps", "paper", 0, 0.99, 0.98, epochs=1000, gpu="NVIDIA H100")
+    rows = results.summary_rows(results.load_records(tmp_path))
+    assert [(r["dataset"], r["profile"]) for r in rows] == [("usps", "cpu"), ("usps", "paper")]
+    usps, paper = rows
+    assert usps["hadis_acc"] == (pytest.approx(0.75), pytest.approx(0.05), 2)
+    assert usps["hadis_nmi"] == (pytest.approx(0.82), pytest.approx(0.02), 2)
+    assert usps["propos_acc"] == (pytest.approx(0.55), pytest.approx(np.std([0.5, 0.6, 0.55])), 3)
+    assert usps["propos_nmi"] == (pytest.approx(0.60), pytest.approx(0.0), 3)
+    assert usps["hadis_wall_min"][:1] == (pytest.approx(22.0),)
+    assert usps["hadis_epochs"] == [150] and usps["hadis_hardware"] == "2 CPU cores"
+    assert set(usps["files"]) >= {str(p) for p in hadis + propos}
+    assert not [f for f in usps["files"] if "+epochs" in f or "+sigma" in f]
+    assert results.fmt(*usps["hadis_acc"]) == "0.750 ± 0.050 (2)"
+    # a HaDis-only row: HaDis cells filled, every DECS and DEC cell empty
+    assert paper["hadis_acc"] == (pytest.approx(0.99), 0.0, 1) and paper["propos_acc"][2] == 0
+    assert paper["hadis_epochs"] == [1000] and paper["hadis_hardware"] == "NVIDIA H100"
+    assert paper["seeds"] == [] and paper["hardware"] == "—"
+    assert all(paper[k][2] == 0 for k in ("decs_acc", "decs_nmi", "dec_acc", "dec_nmi",
+                                          "decs_best_acc", "kmeans_raw_acc", "decs_wall_min"))
+
+
+def test_the_hsd_ablation_does_not_leak_into_the_hadis_cells(tmp_path):
+    _hadis_record(tmp_path, "usps", "cpu", 0, 0.70, 0.80)
+    rows = results.summary_rows(results.load_records(tmp_path))
+    before = {k: rows[0][k] for k in ("hadis_acc", "hadis_nmi")}
+    _hadis_record(tmp_path, "usps", "cpu", 0, 0.10, 0.20, hsd=False)
+    _hadis_record(tmp_path, "usps", "cpu", 1, 0.30, 0.40, hsd=False)
+    row = results.summary_rows(results.load_records(tmp_path))[0]
+    assert {k: row[k] for k in before} == before == {"hadis_acc": (0.70, 0.0, 1),
+                                                     "hadis_nmi": (0.80, 0.0, 1)}
+    assert row["propos_acc"] == (pytest.approx(0.20), pytest.approx(0.10), 2)
+    assert row["hadis_epochs"] == [150] and row["hadis_wall_min"][2] == 1  # HaDis's own runs only
+
+
+def test_decs_and_dec_cells_ignore_hadis_and_changed_runs(tmp_path):
+    _decs_dec_raw(tmp_path)
+    base = results.summary_rows(results.load_records(tmp_path))
+    _hadis_record(tmp_path, "usps", "cpu", 0, 0.10, 0.20)
+    _hadis_record(tmp_path, "usps", "cpu", 0, 0.30, 0.40, hsd=False)
+    _hadis_record(tmp_path, "usps", "cpu", 1, 0.30, 0.40, gpu="NVIDIA H200")
+    _record(tmp_path, "usps", "decs", "cpu", 0, 0.10, name="cpu-seed0+balance=1.0")
+    _record(tmp_path, "usps", "dec", "cpu", 0, 0.10, name="cpu-seed0+lam=0.0")
+    _record(tmp_path, "usps", "decs", "cpu", 1, 0.10, name="cpu-seed1+hsd=False")
+    rows = results.summary_rows(results.load_records(tmp_path))
+    assert len(rows) == len(base) == 1
+    old_keys = ("seeds", "decs_acc", "decs_nmi", "dec_acc", "dec_nmi", "decs_best_acc",
+                "kmeans_embedding_acc", "kmeans_raw_acc", "decs_wall_min", "hardware")
+    assert {k: rows[0][k] for k in old_keys} == {k: base[0][k] for k in old_keys}
+    assert rows[0]["decs_acc"] == (pytest.approx(0.92), pytest.approx(np.std([0.90, 0.92, 0.94])), 3)
+    assert rows[0]["hardware"] == "2 CPU cores"   # not the HaDis run's GPU
+    assert rows[0]["hadis_hardware"] == "2 CPU cores, NVIDIA H200"
+    assert not [f for f in rows[0]["files"] if "+balance" in f or "+lam" in f or "decs/cpu-seed1+" in f]
+
+
 def test_committed_records_match_their_table():
     """Every number of the committed results table equals the aggregate of its record files."""
-    records = [r for r in results.load_records() if results.is_protocol_run(r)]  # as the chapter does
-    for row in results.summary_rows(records):
+    for row in results.summary_rows(results.load_records()):  # as the chapter does
         files = [json.loads(Path(p).read_text()) for p in row["files"]]
         for method in ("decs", "dec"):
             accs = [f["final"]["acc"] for f in files if f["method"] == method]
@@ -63,6 +160,13 @@ def test_committed_records_match_their_table():
             assert n == len(accs)
             if accs:
                 assert m == pytest.approx(np.mean(accs))
+        for cell, hsd in (("hadis", True), ("propos", False)):  # told apart by config, not name
+            runs = [f for f in files if f["method"] == "hadis" and f["config"]["hsd"] is hsd]
+            for metric in ("acc", "nmi"):
+                m, _, n = row[f"{cell}_{metric}"]
+                assert n == len(runs)
+                if runs:
+                    assert m == pytest.approx(np.mean([f["final"][metric] for f in runs]))
         for f in files:  # provenance is recorded next to each number
             if f["method"] in ("decs", "dec"):
                 assert f["environment"]["commit"] and f["config"] and "seed" in f and f["wall_time_s"]
