@@ -39,3 +39,55 @@ def test_every_chapter_becomes_a_script_the_device_can_run(tmp_path):
     shim = {}
     exec(tool["SHIM"], shim)
     shim["display"](shim["Markdown"]("**x**"))
+
+
+AUTHORS_TF = runpy.run_path(str(SCRIPT.parent / "authors_tf.py"))
+
+
+def _transcript(epochs=20, plain=2.5, kmeans=5.0, iters=(0, 30, 60, 90), per_iter=0.1):
+    """What the authors' run_exp.py prints, with the second each line arrived: an epoch of
+    ``plain`` seconds, plus ``kmeans`` seconds at the end of every other epoch (their
+    pretraining's k-means every epochs/10 epochs), then clustering."""
+    lines, t = [], 3.0
+    for e in range(1, epochs + 1):
+        lines.append((t, f"Epoch {e}/{epochs}"))
+        t += plain + (10.0 if e == 1 else 0.0)  # the first epoch builds TensorFlow's graph
+        if (e - 1) % (epochs // 10) == 0:
+            t += kmeans
+            lines.append((t, "        |==>  acc: 0.5000,  nmi: 0.5000,  ari: 0.4000  <==|"))
+    lines += [(t, "Pretraining time:  99.0"), (t, "Time for pretraining: 99s")]
+    t += 4.0
+    for i in iters:
+        lines.append((t + i * per_iter, f"Iter {i}: acc=0.90000, nmi=0.80000, ari=0.70000; loss=0.12345"))
+    t += iters[-1] * per_iter
+    lines += [(t, "Best: Best_acc=0.95000, Best_nmi=0.85000, Best_ari=0.75000"),
+              (t, "Final: acc=0.9000, nmi=0.8000, ari=0.7000"),
+              (t, "Time for pretaining, clustering and total: (99s, 12s, 111s)")]
+    return lines
+
+
+def test_authors_tf_transcript_is_read_into_a_record():
+    rec = AUTHORS_TF["parse"](_transcript())
+    speed = rec["speed_measured_here"]
+    # epochs 2..19 whose end ran no k-means are timed alone: exactly the plain epoch
+    assert speed["pretrain_s_per_epoch"] == 2.5 and speed["pretrain_epochs_timed"] == 9
+    # epochs 2..20: 19 epochs, 9 of them (3, 5, ..., 19) ending in a k-means
+    assert speed["pretrain_s_per_epoch_with_their_kmeans"] == pytest.approx((19 * 2.5 + 9 * 5.0) / 19, abs=1e-3)
+    assert speed["cluster_s_per_iteration_with_eval"] == pytest.approx(0.1)
+    assert rec["start"] == {"acc": 0.9, "nmi": 0.8, "ari": 0.7} and len(rec["history"]) == 4
+    assert rec["their_final"]["acc"] == 0.9 and rec["their_best_label_selected"]["acc"] == 0.95
+    assert rec["their_wall_time_s"] == {"pretrain": 99, "cluster": 12, "total": 111}
+    assert "final" not in rec  # so results.load_records never mixes it with this project's runs
+
+
+def test_authors_tf_refuses_an_unfinished_run_and_bad_paths(tmp_path):
+    with pytest.raises(RuntimeError, match="did not finish"):
+        AUTHORS_TF["parse"]([(t, line) for t, line in _transcript() if "Final" not in line])
+    out = tmp_path / "r.json"
+    out.write_text("{}")
+    with pytest.raises(SystemExit, match="never overwrites"):
+        AUTHORS_TF["main"](["--code", str(tmp_path), "--python", sys.executable,
+                            "--pretrain-epochs", "1", "--maxiter", "1", "--out", str(out)])
+    with pytest.raises(SystemExit, match="no run_exp.py"):
+        AUTHORS_TF["main"](["--code", str(tmp_path), "--python", sys.executable,
+                            "--pretrain-epochs", "1", "--maxiter", "1", "--out", str(tmp_path / "new.json")])

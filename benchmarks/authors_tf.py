@@ -1,0 +1,173 @@
+"""Run the authors' TensorFlow code, unmodified, and keep what it printed as a record.
+
+    python benchmarks/authors_tf.py --code ../authors-decs/DECS --python ../tfenv/bin/python \\
+        --pretrain-epochs 200 --maxiter 3000 --out results/authors-tf/usps/e200-i3000.json
+
+The authors' repository (ChengZhanwen/DECS) is never copied into this one: ``--code`` points at
+its ``DECS/`` folder, unpacked from a snapshot elsewhere (with ``data/usps/usps_train.jf``
+gunzipped from the ``.gz`` beside it). Their README asks for tensorflow-gpu 1.10 on Python 3.7;
+their code imports ``tensorflow.keras`` only, so it also runs under TensorFlow 2.15 (the last
+release with Keras 2) on Python 3.11: ``pip install tensorflow-cpu==2.15.1 scipy scikit-learn
+h5py matplotlib "opencv-python-headless<4.11"`` in a virtual environment of its own, plus
+torch, which their ``seed.py`` imports (a ``.pth`` file naming this project's site-packages
+will do). Their ``run_exp.py`` runs from a copy of ``--code`` in a temporary folder, so what it
+writes (``results/temp/...``) stays there.
+
+What it printed becomes the record: every ``Iter`` line (ACC, NMI, ARI and loss every 30
+iterations, the first at k-means's start), their final and label-selected best scores, their
+own timings, and timings taken here from when each line arrived: seconds per pretraining epoch
+(from the second epoch on, so TensorFlow's one-off graph building is not counted; once with the
+k-means their pretraining runs every ``epochs/10`` epochs, every epoch below 20, and once over
+the epochs that ran none, which is what ``benchmarks/speed.py`` times of ours) and seconds per
+clustering iteration with the evaluation every 30 (from the ``Iter 0`` line to the last). Their
+epoch is ``int(n/256)`` steps (36 on USPS), ours ``ceil(n/256)`` (37).
+Their seed is fixed in their code (``set_seed()``, 2333). The record has no ``final`` key, so
+:func:`decs.results.load_records` never mixes it with this project's runs; the reproducibility
+chapter reads it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ITER = re.compile(r"Iter (\d+): acc=([\d.]+), nmi=([\d.]+), ari=([-\d.]+); loss=([-\d.naninf]+)")
+EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
+TIMES = re.compile(r"Time for pretaining, clustering and total: \((\d+)s, (\d+)s, (\d+)s\)")
+FINAL = re.compile(r"Final: acc=([\d.]+), nmi=([\d.]+), ari=([-\d.]+)")
+BEST = re.compile(r"Best: Best_acc=([\d.]+), Best_nmi=([\d.]+), Best_ari=([-\d.]+)")
+
+
+def parse(lines: list[tuple[float, str]]) -> dict:
+    """The record's measurements from the ``(seconds since start, line)`` pairs of a run."""
+    iters, epochs, kmeans, out = [], {}, set(), {}
+    for t, line in lines:
+        if "|==>  acc" in line:  # their pretraining's k-means on the embedding (every epochs/10 epochs)
+            kmeans.add(max(epochs, default=0))  # it ends the epoch that is running
+        if m := ITER.search(line):
+            it, acc, nmi, ari, loss = m.groups()
+            iters.append({"iteration": int(it), "acc": float(acc), "nmi": float(nmi),
+                          "ari": float(ari), "loss": float(loss), "t_s": round(t, 2)})
+        elif m := EPOCH.match(line):
+            epochs[int(m.group(1))] = t
+        elif m := TIMES.search(line):
+            out["their_wall_time_s"] = dict(zip(("pretrain", "cluster", "total"), map(int, m.groups())))
+        elif m := FINAL.search(line):
+            out["their_final"] = dict(zip(("acc", "nmi", "ari"), map(float, m.groups())))
+        elif m := BEST.search(line):
+            out["their_best_label_selected"] = dict(zip(("acc", "nmi", "ari"), map(float, m.groups())))
+    if not iters or "their_final" not in out:
+        raise RuntimeError("the authors' code did not finish (no 'Iter' or 'Final' line): see the log")
+    out["start"] = {k: iters[0][k] for k in ("acc", "nmi", "ari")}
+    out["history"] = iters
+    speed = {}
+    if len(epochs) >= 3:  # epoch 1 builds TensorFlow's graph: time from the start of epoch 2
+        last = max(epochs)
+        end = next(t for t, line in lines if "Pretraining time" in line or "Time for pretraining" in line)
+        speed["pretrain_s_per_epoch_with_their_kmeans"] = round((end - epochs[2]) / (last - 1), 3)
+        # the epochs whose end ran no k-means: the training alone, as benchmarks/speed.py times ours
+        plain = [epochs[k + 1] - epochs[k] for k in range(2, last) if k not in kmeans]
+        if plain:
+            speed["pretrain_s_per_epoch"] = round(sum(plain) / len(plain), 3)
+            speed["pretrain_epochs_timed"] = len(plain)
+    if len(iters) >= 2:
+        speed["cluster_s_per_iteration_with_eval"] = round(
+            (iters[-1]["t_s"] - iters[0]["t_s"]) / (iters[-1]["iteration"] - iters[0]["iteration"]), 4)
+    out["speed_measured_here"] = speed
+    return out
+
+
+def _git(code: Path, *args: str) -> str | None:
+    r = subprocess.run(["git", "-C", str(code), *args], capture_output=True, text=True)
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def _versions(python: str) -> dict:
+    probe = ("import json, sys, numpy, sklearn, tensorflow as tf; print(json.dumps({'python': "
+             "sys.version.split()[0], 'tensorflow': tf.__version__, 'numpy': numpy.__version__, "
+             "'scikit-learn': sklearn.__version__}))")
+    r = subprocess.run([python, "-c", probe], capture_output=True, text=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if r.returncode != 0:
+        raise SystemExit(f"{python} cannot import TensorFlow, numpy and scikit-learn:\n{r.stderr[-2000:]}\n"
+                         "Install them in that environment first (see this script's docstring).")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--code", required=True, type=Path, help="the DECS/ folder of the authors' repository")
+    p.add_argument("--commit", default=None, help="their commit, when --code is not inside a git checkout")
+    p.add_argument("--python", required=True, help="a Python with TensorFlow 2.15 (see the docstring)")
+    p.add_argument("--dataset", default="usps")
+    p.add_argument("--pretrain-epochs", type=int, required=True)
+    p.add_argument("--maxiter", type=int, required=True)
+    p.add_argument("--threads", type=int, default=None, help="OMP/TF threads (default: TensorFlow's choice)")
+    p.add_argument("--out", required=True, type=Path, help="the record to write (JSON)")
+    p.add_argument("--replace", action="store_true", help="replace an existing record")
+    args = p.parse_args(argv)
+    if args.out.exists() and not args.replace:
+        raise SystemExit(f"{args.out} exists: a run never overwrites another run's record "
+                         "(choose another --out, or pass --replace to redo this one)")
+    if not (args.code / "run_exp.py").is_file():
+        raise SystemExit(f"{args.code} has no run_exp.py: point --code at the DECS/ folder of the "
+                         "authors' repository")
+    if args.dataset == "usps" and not (args.code / "data/usps/usps_train.jf").is_file():
+        raise SystemExit(f"{args.code}/data/usps/usps_train.jf is missing: gunzip the usps_train.jf.gz beside it")
+    versions = _versions(args.python)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), TF_NUM_INTRAOP_THREADS=str(args.threads),
+                   TF_NUM_INTEROP_THREADS="1")
+    their_cmd = ["run_exp.py", "--dataset", args.dataset, "--trials", "1",
+                 "--pretrain-epochs", str(args.pretrain_epochs), "--maxiter", str(args.maxiter)]
+    lines: list[tuple[float, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "DECS"
+        shutil.copytree(args.code, work, ignore=shutil.ignore_patterns("results", "__pycache__"))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([args.python, "-u", *their_cmd], cwd=work, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for raw in proc.stdout:
+            for line in raw.replace("\r", "\n").splitlines():  # Keras's progress bar rewrites its line
+                if line.strip():
+                    lines.append((time.perf_counter() - t0, line))
+                    if EPOCH.match(line) or ITER.search(line) or "Time for" in line or "Final" in line:
+                        print(f"[authors-tf {lines[-1][0]:7.1f}s] {line}", flush=True)
+        wall = time.perf_counter() - t0
+        if proc.wait() != 0:
+            tail = "\n".join(line for _, line in lines[-30:])
+            raise SystemExit(f"the authors' code exited with {proc.returncode}:\n{tail}")
+    rec = {
+        "kind": "authors-tf",
+        "dataset": args.dataset,
+        "code": {"repository": "ChengZhanwen/DECS", "commit": args.commit or _git(args.code, "rev-parse", "HEAD"),
+                 "modified": False},
+        "their_command": "python " + " ".join(their_cmd),
+        "command": "python benchmarks/authors_tf.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "settings": {"pretrain_epochs": args.pretrain_epochs, "maxiter": args.maxiter, "batch_size": 256,
+                     "update_interval": 30, "augment": True, "seed": "2333, fixed by their set_seed()",
+                     "threads": args.threads},
+        "environment": {**versions, "platform": platform.platform(), "cpu_count": os.cpu_count(),
+                        "cpu": platform.processor() or platform.machine(),
+                        "this_project_commit": _git(Path(__file__).parent, "rev-parse", "HEAD")},
+        "wall_time_s": round(wall, 1),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **parse(lines),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rec, indent=1) + "\n")
+    print(json.dumps({"record": str(args.out), "start": rec["start"], "their_final": rec["their_final"],
+                      "speed_measured_here": rec["speed_measured_here"], "wall_time_s": rec["wall_time_s"]}))
+
+
+if __name__ == "__main__":
+    main()
