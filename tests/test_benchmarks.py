@@ -91,3 +91,16 @@ def test_authors_tf_refuses_an_unfinished_run_and_bad_paths(tmp_path):
     with pytest.raises(SystemExit, match="no run_exp.py"):
         AUTHORS_TF["main"](["--code", str(tmp_path), "--python", sys.executable,
                             "--pretrain-epochs", "1", "--maxiter", "1", "--out", str(tmp_path / "new.json")])
+
+
+@pytest.mark.skipif(not data.is_available("usps"), reason="USPS files not found under DECS_DATA (see data/README.md)")
+def test_remedy_cost_times_each_variant_in_turn(tmp_path, one_thread):
+    tool = runpy.run_path(str(SCRIPT.parent / "remedy_cost.py"))
+    out = tmp_path / "cost.json"
+    rep = tool["main"](["--subset", "300", "--iterations", "3", "--repeats", "2", "--device", "cpu",
+                        "--out", str(out)])
+    assert json.loads(out.read_text()) == rep
+    assert set(rep["seconds"]) == {"protocol", "balance=1.0", "reseed_empty=true"}
+    assert all(len(s) == 2 and min(s) > 0 for s in rep["seconds"].values())
+    assert rep["ratio_to_protocol"]["protocol"] == 1.0 and rep["n"] == 300
+    assert results.load_benchmarks(tmp_path) == []  # not a speed.py file: the speed table skips it
