@@ -2,6 +2,7 @@
 
     python benchmarks/authors_tf.py --code ../authors-decs/DECS --python ../tfenv/bin/python \\
         --pretrain-epochs 200 --maxiter 3000 --out results/authors-tf/usps/e200-i3000.json
+    python benchmarks/authors_tf.py ... --pretrained-weights ours.h5 --maxiter 3000 --out ...
 
 The authors' repository (ChengZhanwen/DECS) is never copied into this one: ``--code`` points at
 its ``DECS/`` folder, unpacked from a snapshot elsewhere (with ``data/usps/usps_train.jf``
@@ -12,6 +13,11 @@ h5py matplotlib "opencv-python-headless<4.11"`` in a virtual environment of its 
 torch, which their ``seed.py`` imports (a ``.pth`` file naming this project's site-packages
 will do). Their ``run_exp.py`` runs from a copy of ``--code`` in a temporary folder, so what it
 writes (``results/temp/...``) stays there.
+
+With ``--pretrained-weights`` it runs their ``main.py`` instead, which skips pretraining and
+clusters from the given Keras weights, with ``run_exp.py``'s settings (update interval 30,
+batch 256): our pretrained encoder, converted by ``benchmarks/authors_tf_weights.py``, put
+through their clustering loop. The record names the weights file, its sha256 and what it holds.
 
 What it printed becomes the record: every ``Iter`` line (ACC, NMI, ARI and loss every 30
 iterations, the first at k-means's start), their final and label-selected best scores, their
@@ -29,6 +35,7 @@ chapter reads it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -111,12 +118,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--commit", default=None, help="their commit, when --code is not inside a git checkout")
     p.add_argument("--python", required=True, help="a Python with TensorFlow 2.15 (see the docstring)")
     p.add_argument("--dataset", default="usps")
-    p.add_argument("--pretrain-epochs", type=int, required=True)
+    p.add_argument("--pretrain-epochs", type=int, default=None,
+                   help="their pretraining (run_exp.py); or give --pretrained-weights")
+    p.add_argument("--pretrained-weights", type=Path, default=None,
+                   help="start their clustering (main.py) from these Keras weights instead of pretraining "
+                        "(e.g. ours, converted by benchmarks/authors_tf_weights.py)")
+    p.add_argument("--weights-from", default=None, help="what --pretrained-weights holds, for the record")
     p.add_argument("--maxiter", type=int, required=True)
     p.add_argument("--threads", type=int, default=None, help="OMP/TF threads (default: TensorFlow's choice)")
     p.add_argument("--out", required=True, type=Path, help="the record to write (JSON)")
     p.add_argument("--replace", action="store_true", help="replace an existing record")
     args = p.parse_args(argv)
+    if (args.pretrain_epochs is None) == (args.pretrained_weights is None):
+        raise SystemExit("give exactly one of --pretrain-epochs (their pretraining) and "
+                         "--pretrained-weights (their clustering from given weights)")
+    if args.pretrained_weights is not None and not args.pretrained_weights.is_file():
+        raise SystemExit(f"{args.pretrained_weights} does not exist: write it with "
+                         "benchmarks/authors_tf_weights.py")
     if args.out.exists() and not args.replace:
         raise SystemExit(f"{args.out} exists: a run never overwrites another run's record "
                          "(choose another --out, or pass --replace to redo this one)")
@@ -130,12 +148,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         env.update(OMP_NUM_THREADS=str(args.threads), TF_NUM_INTRAOP_THREADS=str(args.threads),
                    TF_NUM_INTEROP_THREADS="1")
-    their_cmd = ["run_exp.py", "--dataset", args.dataset, "--trials", "1",
-                 "--pretrain-epochs", str(args.pretrain_epochs), "--maxiter", str(args.maxiter)]
+    if args.pretrained_weights is None:
+        their_cmd = ["run_exp.py", "--dataset", args.dataset, "--trials", "1",
+                     "--pretrain-epochs", str(args.pretrain_epochs), "--maxiter", str(args.maxiter)]
+    else:  # main.py with run_exp.py's settings (update interval 30, batch 256); pretraining skipped
+        their_cmd = ["main.py", "--dataset", args.dataset, "--pretrained-weights", "pretrained.h5",
+                     "-i", "30", "--maxiter", str(args.maxiter), "--batch-size", "256"]
     lines: list[tuple[float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "DECS"
         shutil.copytree(args.code, work, ignore=shutil.ignore_patterns("results", "__pycache__"))
+        if args.pretrained_weights is not None:
+            shutil.copy(args.pretrained_weights, work / "pretrained.h5")
         t0 = time.perf_counter()
         proc = subprocess.Popen([args.python, "-u", *their_cmd], cwd=work, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -158,7 +182,10 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python benchmarks/authors_tf.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "settings": {"pretrain_epochs": args.pretrain_epochs, "maxiter": args.maxiter, "batch_size": 256,
                      "update_interval": 30, "augment": True, "seed": SEED_NOTE,
-                     "threads": args.threads},
+                     "threads": args.threads,
+                     "pretrained_weights": None if args.pretrained_weights is None else {
+                         "file": args.pretrained_weights.name, "from": args.weights_from,
+                         "sha256": hashlib.sha256(args.pretrained_weights.read_bytes()).hexdigest()}},
         "environment": {**versions, "platform": platform.platform(), "cpu_count": os.cpu_count(),
                         "cpu": platform.processor() or platform.machine(),
                         "this_project_commit": _git(Path(__file__).parent, "rev-parse", "HEAD")},

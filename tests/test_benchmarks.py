@@ -104,3 +104,15 @@ def test_remedy_cost_times_each_variant_in_turn(tmp_path, one_thread):
     assert all(len(s) == 2 and min(s) > 0 for s in rep["seconds"].values())
     assert rep["ratio_to_protocol"]["protocol"] == 1.0 and rep["n"] == 300
     assert results.load_benchmarks(tmp_path) == []  # not a speed.py file: the speed table skips it
+
+
+def test_authors_tf_wants_one_start(tmp_path):
+    """Their pretraining (--pretrain-epochs) or given weights (--pretrained-weights), not both or none."""
+    base = ["--code", str(tmp_path), "--python", sys.executable, "--maxiter", "1",
+            "--out", str(tmp_path / "r.json")]
+    with pytest.raises(SystemExit, match="exactly one"):
+        AUTHORS_TF["main"](base)
+    with pytest.raises(SystemExit, match="exactly one"):
+        AUTHORS_TF["main"](base + ["--pretrain-epochs", "1", "--pretrained-weights", "w.h5"])
+    with pytest.raises(SystemExit, match="authors_tf_weights.py"):
+        AUTHORS_TF["main"](base + ["--pretrained-weights", str(tmp_path / "missing.h5")])

@@ -1,0 +1,86 @@
+"""Our pretrained encoder as weights the authors' Keras network loads (``--pretrained-weights``).
+
+    ../tfenv/bin/python benchmarks/authors_tf_weights.py --code ../authors-decs/DECS \\
+        --checkpoint checkpoints/usps/cpu-seed0/pretrain.pt --out ours-cpu-seed0.h5
+
+Runs in the TensorFlow environment of ``benchmarks/authors_tf.py`` (which also imports torch).
+It builds the authors' autoencoder from their ``DECS.py`` and copies our encoder into it layer
+by layer: convolution kernels from PyTorch's (out, in, h, w) to Keras's (h, w, in, out), batch
+norm's weight, bias and running statistics, and the embedding layer's rows from PyTorch's
+(channel, row, column) flattening to Keras's (row, column, channel). The decoder keeps Keras's
+initial weights: the clustering stage drops it, and its stride-2 transposed convolutions place
+their outputs one pixel apart from ours (:doc:`/book/03_representation_learning`), so no copy
+would be the same function. Before writing, it checks that both encoders give the same
+embedding of USPS images (evaluation mode, float32; the largest difference is printed and must
+be below ``--tolerance``). Running the authors' clustering loop from our network then separates
+the two codes' starts from their loops (:doc:`/book/dying_clusters`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def copy_encoder(state: dict, autoencoder) -> None:
+    """Set the Keras autoencoder's encoder layers from our ``ConvAutoencoder`` state dict."""
+    convs = [layer for layer in autoencoder.layers if layer.__class__.__name__ == "Conv2D"][:4]
+    norms = [layer for layer in autoencoder.layers if layer.__class__.__name__ == "BatchNormalization"][:4]
+    # our encoder: conv (0, 4, 8, 12) → ReLU → batch norm (2, 6, 10, 14), then flatten and linear (16)
+    for i, (conv, bn) in enumerate(zip(convs, norms)):
+        c, b = 4 * i, 4 * i + 2
+        conv.set_weights([state[f"encoder.{c}.weight"].permute(2, 3, 1, 0).numpy(),
+                          state[f"encoder.{c}.bias"].numpy()])
+        bn.set_weights([state[f"encoder.{b}.{k}"].numpy()
+                        for k in ("weight", "bias", "running_mean", "running_var")])
+    dense = autoencoder.get_layer("embedding")
+    w = state["encoder.16.weight"]                       # (10, C·H·W), flattened channel first
+    c_out = convs[3].filters
+    h, wd = convs[3].output_shape[1:3]
+    w = w.reshape(-1, c_out, h, wd).permute(2, 3, 1, 0).reshape(h * wd * c_out, -1)  # rows (H, W, C)
+    dense.set_weights([w.numpy(), state["encoder.16.bias"].numpy()])
+
+
+def main(argv: list[str] | None = None) -> float:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--code", required=True, type=Path, help="the DECS/ folder of the authors' repository")
+    p.add_argument("--checkpoint", required=True, type=Path, help="our pretrain.pt (or a model file)")
+    p.add_argument("--out", required=True, type=Path, help="the .h5 weights file to write")
+    p.add_argument("--check", type=int, default=1024, help="USPS images to compare the encoders on")
+    p.add_argument("--tolerance", type=float, default=1e-3)
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(args.code.resolve()))
+    from DECS import CAE  # the authors' network, from their code (never copied here)
+
+    from decs.data import load
+    from decs.models import ConvAutoencoder
+
+    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    state = ck.get("model", ck)
+    x, _ = load("usps")
+    ours = ConvAutoencoder(tuple(x.shape[1:]))
+    ours.load_state_dict(state)
+    ours.eval()
+    autoencoder, encoder, _ = CAE(input_shape=(x.shape[2], x.shape[3], x.shape[1]), filters=[32, 64, 128, 256, 10])
+    copy_encoder(state, autoencoder)
+    xs = x[: args.check]
+    with torch.no_grad():
+        z_ours = ours.encoder(xs).numpy()
+    z_theirs = encoder.predict(xs.permute(0, 2, 3, 1).numpy(), verbose=0)
+    diff = float(np.abs(z_ours - z_theirs).max())
+    scale = float(np.abs(z_ours).max())
+    print(f"largest difference between the two encoders on {len(xs)} USPS images: {diff:.2e} "
+          f"(embeddings up to {scale:.2f})")
+    if not diff < args.tolerance:
+        raise SystemExit(f"the encoders differ by {diff:.3g} > {args.tolerance}: the copy is wrong")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    autoencoder.save_weights(str(args.out))
+    print(f"wrote {args.out}")
+    return diff
+
+
+if __name__ == "__main__":
+    main()
