@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="OMP/TF threads (default: TensorFlow's choice)")
     p.add_argument("--out", required=True, type=Path, help="the record to write (JSON)")
     p.add_argument("--replace", action="store_true", help="replace an existing record")
+    p.add_argument("--keep-weights", type=Path, default=None,
+                   help="a folder (outside the repository) to keep their pretrained autoencoder's "
+                        "ae_weights.h5 in, named after --out, for our loop to start from")
     args = p.parse_args(argv)
     if (args.pretrain_epochs is None) == (args.pretrained_weights is None):
         raise SystemExit("give exactly one of --pretrain-epochs (their pretraining) and "
@@ -173,6 +176,13 @@ def main(argv: list[str] | None = None) -> None:
         if proc.wait() != 0:
             tail = "\n".join(line for _, line in lines[-30:])
             raise SystemExit(f"the authors' code exited with {proc.returncode}:\n{tail}")
+        kept = None
+        if args.keep_weights is not None and args.pretrained_weights is None:
+            found = sorted(work.glob("results/**/ae_weights.h5"))
+            if found:
+                args.keep_weights.mkdir(parents=True, exist_ok=True)
+                kept = args.keep_weights / f"{args.out.stem}-ae_weights.h5"
+                shutil.copy(found[0], kept)
     rec = {
         "kind": "authors-tf",
         "dataset": args.dataset,
@@ -190,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
                         "cpu": platform.processor() or platform.machine(),
                         "this_project_commit": _git(Path(__file__).parent, "rev-parse", "HEAD")},
         "wall_time_s": round(wall, 1),
+        "kept_weights": None if kept is None else {
+            "file": kept.name, "sha256": hashlib.sha256(kept.read_bytes()).hexdigest()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **parse(lines),
     }
