@@ -1,9 +1,16 @@
 """Hyper-parameters in one typed object, per profile (``ci``, ``cpu``, ``paper``).
 
 The three profiles are three sizes of the *same* code path: they change how long we
-train and on how many samples, never what the code does. ``paper`` is the authors'
-setting (the training procedure of the authors' code, github.com/ChengZhanwen/DECS at commit 85f2586). Select one with ``DECS_PROFILE`` or the ``profile`` argument.
-Used throughout the book; the table of profiles is in :doc:`/book/01_preface`.
+train and on how many samples, never what the code does. ``paper`` has the authors' lengths
+and hyper-parameters (the training procedure of the authors' code,
+github.com/ChengZhanwen/DECS at commit 85f2586), but it runs *our* code, which is not
+theirs step for step: every profile, ``paper`` included, has ``recalibrate_bn=True``, a
+re-estimation of the batch-norm statistics after pretraining that their code does not do
+(``recalibrate_bn=False`` leaves it out). Other differences are not settings here: the decoder's
+pixel alignment, the length of a pretraining epoch, Adam's ε and the seeding of the weights
+(:doc:`/book/03_representation_learning`), and when Otsu's pass runs within an iteration
+(:doc:`/book/08_training_usps`). Select a profile with ``DECS_PROFILE`` or the ``profile``
+argument. Used throughout the book; the table of profiles is in :doc:`/book/01_preface`.
 """
 from __future__ import annotations
 
@@ -28,7 +35,8 @@ class Config:
     form: str = "code"              # "code": linear f, L = 1 − (mean s + var s); "paper": quadratic f, L = 1 − mean s
     threshold: str = "otsu"         # "otsu": Otsu's t per batch; "1/k": the fixed threshold 1/k
     otsu_bins: int = 1000           # histogram bins of the Otsu threshold
-    otsu_bn_eval: bool = True       # q for Otsu from a forward pass with batch-norm in eval mode (authors' code)
+    otsu_bn_eval: bool = True       # q for Otsu from a forward pass with batch-norm in eval mode (authors' code;
+                                    # theirs runs it before the training forward, ours after it)
     variance_reward: bool = True    # code form: reward the batch variance var_i s_i (False: L = 1 − mean s)
     # --- this book's remedies for emptied clusters (not the paper's method; off by default) --
     balance: float = 0.0            # weight of KL(mean_i q_i ‖ uniform) on each batch (cluster balance)
@@ -43,8 +51,9 @@ class Config:
     shuffle_clustering: bool = False  # authors' code walks the data in a fixed order while clustering
     kmeans_n_init: int = 20         # k-means restarts for the centroid initialisation
     recalibrate_bn: bool = True     # re-estimate batch-norm statistics on clean data after pretraining
-                                    # (not in the authors' code; changes nothing after long pretraining,
-                                    # rescues short runs — see decs.train.recalibrate_batchnorm)
+                                    # (not in the authors' code, yet on in every profile, paper included;
+                                    # changes little after long pretraining, rescues short runs — see
+                                    # decs.train.recalibrate_batchnorm)
     update_interval: int = 30       # evaluate labels on the clean data every this many iterations
     # --- DEC baseline ----------------------------------------------------------------------
     dec_alpha: float = 1.0          # DEC's Student-t α

@@ -13,8 +13,9 @@ a linear output layer.
 One change: the authors' decoder starts from ⌊H/8⌋ and doubles the size three times, so
 for 55×55 (YTF) it produces 52×52 and cannot reconstruct its input. Our decoder records
 the sizes the encoder's pooling produced (55 → 27 → 13 → 6) and gives each transposed
-convolution the output padding that restores exactly that size. For 16×16 and 28×28 this
-is the authors' network, layer for layer. Explained in :doc:`/book/03_representation_learning`.
+convolution the output padding that restores exactly that size. For 16×16 and 28×28 these
+are the authors' layers, shapes and parameter counts; the stride-2 transposed convolutions
+place their output one pixel off Keras's 'same' (which pads after the image, ours before it). Explained in :doc:`/book/03_representation_learning`.
 """
 from __future__ import annotations
 

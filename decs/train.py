@@ -138,8 +138,9 @@ def recalibrate_batchnorm(module: nn.Module, x: torch.Tensor, batch_size: int = 
 
     Batch norm keeps an exponential average of batch statistics with momentum 0.01 (Keras's
     0.99, as in the authors' code): after s training steps the initial statistics still weigh
-    0.99^s. After the paper's 18,000 pretraining steps that is nothing; after a short run it is
-    most of the estimate, and evaluation mode normalises with statistics the network never had.
+    0.99^s. After the paper's 18,500 pretraining steps (500 epochs of 37 batches of USPS; the
+    authors' code takes 36 per epoch) that is nothing; after a short run it is most of the
+    estimate, and evaluation mode normalises with statistics the network never had.
     ``momentum=None`` makes PyTorch keep a plain average over the batches seen instead; each
     layer's momentum is restored afterwards. Explained in :doc:`/book/03_representation_learning`.
     """
