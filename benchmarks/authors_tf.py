@@ -27,8 +27,9 @@ k-means their pretraining runs every ``epochs/10`` epochs, every epoch below 20,
 the epochs that ran none, which is what ``benchmarks/speed.py`` times of ours) and seconds per
 clustering iteration with the evaluation every 30 (from the ``Iter 0`` line to the last). Their
 epoch is ``int(n/256)`` steps (36 on USPS), ours ``ceil(n/256)`` (37).
-Their ``set_seed()`` seeds Python, NumPy and PyTorch (2333) but not TensorFlow, so the weights
-start differently in every run: two runs of theirs are two seeds. The record has no ``final`` key, so
+Their ``run_exp.py`` calls ``set_seed()``, which seeds Python, NumPy and PyTorch (2333) and does
+not name TensorFlow; two runs of it here printed the same history to the last digit, so a rerun
+repeats a run (their ``main.py`` calls no ``set_seed()``). The record has no ``final`` key, so
 :func:`decs.results.load_records` never mixes it with this project's runs; the reproducibility
 chapter reads it.
 """
@@ -51,8 +52,8 @@ ITER = re.compile(r"Iter (\d+): acc=([\d.]+), nmi=([\d.]+), ari=([-\d.]+); loss=
 EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
 TIMES = re.compile(r"Time for pretaining, clustering and total: \((\d+)s, (\d+)s, (\d+)s\)")
 FINAL = re.compile(r"Final: acc=([\d.]+), nmi=([\d.]+), ari=([-\d.]+)")
-SEED_NOTE = ("their set_seed() seeds Python, NumPy and PyTorch with 2333, not TensorFlow: "
-             "the weight initialisation differs between runs")
+SEED_NOTE = ("their run_exp.py calls set_seed(): Python, NumPy and PyTorch seeded with 2333, "
+             "TensorFlow not named; two runs of it printed the same history")
 SEED_NOTE_MAIN = "their main.py seeds nothing: k-means and the augmentation are not seeded"
 BEST = re.compile(r"Best: Best_acc=([\d.]+), Best_nmi=([\d.]+), Best_ari=([-\d.]+)")
 

@@ -7,7 +7,7 @@ github.com/ChengZhanwen/DECS at commit 85f2586), but it runs *our* code, which i
 theirs step for step: every profile, ``paper`` included, has ``recalibrate_bn=True``, a
 re-estimation of the batch-norm statistics after pretraining that their code does not do
 (``recalibrate_bn=False`` leaves it out). Other differences are not settings here: the decoder's
-pixel alignment, the length of a pretraining epoch, Adam's ε and the seeding of the weights
+pixel alignment, the length of a pretraining epoch, Adam's ε and the generators that draw the weights
 (:doc:`/book/03_representation_learning`), and when Otsu's pass runs within an iteration
 (:doc:`/book/08_training_usps`). Select a profile with ``DECS_PROFILE`` or the ``profile``
 argument. Used throughout the book; the table of profiles is in :doc:`/book/01_preface`.
