@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="start their clustering (main.py) from these Keras weights instead of pretraining "
                         "(e.g. ours, converted by benchmarks/authors_tf_weights.py)")
     p.add_argument("--weights-from", default=None, help="what --pretrained-weights holds, for the record")
+    p.add_argument("--weights-profile", default=None,
+                   help="when --pretrained-weights is one of our pretrainings: its profile (e.g. cpu)")
+    p.add_argument("--weights-seed", type=int, default=None,
+                   help="... and its seed; the record keeps both as pretrained_weights.ours")
     p.add_argument("--maxiter", type=int, required=True)
     p.add_argument("--threads", type=int, default=None, help="OMP/TF threads (default: TensorFlow's choice)")
     p.add_argument("--out", required=True, type=Path, help="the record to write (JSON)")
@@ -140,6 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.pretrained_weights is not None and not args.pretrained_weights.is_file():
         raise SystemExit(f"{args.pretrained_weights} does not exist: write it with "
                          "benchmarks/authors_tf_weights.py")
+    if (args.weights_profile is None) != (args.weights_seed is None):
+        raise SystemExit("give --weights-profile and --weights-seed together (which pretraining of ours)")
+    if args.weights_seed is not None and args.pretrained_weights is None:
+        raise SystemExit("--weights-profile/--weights-seed describe --pretrained-weights: give that too")
     if args.out.exists() and not args.replace:
         raise SystemExit(f"{args.out} exists: a run never overwrites another run's record "
                          "(choose another --out, or pass --replace to redo this one)")
@@ -198,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
                      "threads": args.threads,
                      "pretrained_weights": None if args.pretrained_weights is None else {
                          "file": args.pretrained_weights.name, "from": args.weights_from,
+                         "ours": None if args.weights_seed is None else {
+                             "profile": args.weights_profile, "seed": args.weights_seed},
                          "sha256": hashlib.sha256(args.pretrained_weights.read_bytes()).hexdigest()}},
         "environment": {**versions, "platform": platform.platform(), "cpu_count": os.cpu_count(),
                         "cpu": platform.processor() or platform.machine(),

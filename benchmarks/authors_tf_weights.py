@@ -14,10 +14,20 @@ would be the same function. Before writing, it checks that both encoders give th
 embedding of USPS images (evaluation mode, float32; the largest difference is printed and must
 be below ``--tolerance``). Running the authors' clustering loop from our network then separates
 the two codes' starts from their loops (:doc:`/book/dying_clusters`).
+
+The other way round, ``--to-ours`` copies the encoder of their pretrained network (the
+``ae_weights.h5`` that ``benchmarks/authors_tf.py --keep-weights`` kept) into ours, checks the
+embeddings the same way, and writes ``{"model": state dict, "from": ...}`` for
+``python -m decs train --start-from``: their start in our loop. Our decoder keeps its initial
+weights there (seeded by ``--seed``), which the clustering never uses::
+
+    ../tfenv/bin/python benchmarks/authors_tf_weights.py --code ../authors-decs/DECS --to-ours \
+        --keras-weights e200-i30-keep-ae_weights.h5 --from "..." --out theirs-e200.pt
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -44,40 +54,91 @@ def copy_encoder(state: dict, autoencoder) -> None:
     dense.set_weights([w.numpy(), state["encoder.16.bias"].numpy()])
 
 
+def copy_encoder_to_ours(autoencoder, ours) -> None:
+    """Set our ``ConvAutoencoder``'s encoder from the Keras autoencoder: the inverse of
+    :func:`copy_encoder` (kernels (h, w, in, out) → (out, in, h, w); embedding rows (H, W, C) →
+    our (C, H, W) flattening)."""
+    convs = [layer for layer in autoencoder.layers if layer.__class__.__name__ == "Conv2D"][:4]
+    norms = [layer for layer in autoencoder.layers if layer.__class__.__name__ == "BatchNormalization"][:4]
+    state = {}
+    for i, (conv, bn) in enumerate(zip(convs, norms)):
+        c, b = 4 * i, 4 * i + 2
+        kernel, bias = conv.get_weights()
+        state[f"encoder.{c}.weight"] = torch.from_numpy(kernel).permute(3, 2, 0, 1)
+        state[f"encoder.{c}.bias"] = torch.from_numpy(bias)
+        for k, v in zip(("weight", "bias", "running_mean", "running_var"), bn.get_weights()):
+            state[f"encoder.{b}.{k}"] = torch.from_numpy(v)
+    w, bias = autoencoder.get_layer("embedding").get_weights()   # (H·W·C, 10), rows (H, W, C)
+    c_out = convs[3].filters
+    h, wd = convs[3].output_shape[1:3]
+    state["encoder.16.weight"] = torch.from_numpy(w).reshape(h, wd, c_out, -1).permute(3, 2, 0, 1).reshape(
+        w.shape[1], -1)
+    state["encoder.16.bias"] = torch.from_numpy(bias)
+    missing = ours.load_state_dict(state, strict=False).missing_keys
+    left = [k for k in missing if k.startswith("encoder.") and not k.endswith("num_batches_tracked")]
+    if left:
+        raise RuntimeError(f"encoder entries not copied: {left}")
+
+
+def _largest_difference(ours, encoder, xs) -> float:
+    """The largest difference of the two encoders' embeddings of ``xs`` (evaluation mode), printed."""
+    ours.eval()
+    with torch.no_grad():
+        z_ours = ours.encoder(xs).numpy()
+    z_theirs = encoder.predict(xs.permute(0, 2, 3, 1).numpy(), verbose=0)
+    diff = float(np.abs(z_ours - z_theirs).max())
+    print(f"largest difference between the two encoders on {len(xs)} USPS images: {diff:.2e} "
+          f"(embeddings up to {float(np.abs(z_ours).max()):.2f})")
+    return diff
+
+
 def main(argv: list[str] | None = None) -> float:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--code", required=True, type=Path, help="the DECS/ folder of the authors' repository")
-    p.add_argument("--checkpoint", required=True, type=Path, help="our pretrain.pt (or a model file)")
-    p.add_argument("--out", required=True, type=Path, help="the .h5 weights file to write")
+    p.add_argument("--checkpoint", type=Path, help="our pretrain.pt (or a model file) to copy into theirs")
+    p.add_argument("--to-ours", action="store_true",
+                   help="the other way: their --keras-weights into our network, for train --start-from")
+    p.add_argument("--keras-weights", type=Path, help="with --to-ours: their ae_weights.h5")
+    p.add_argument("--from", dest="source", default=None, help="with --to-ours: what the weights are")
+    p.add_argument("--seed", type=int, default=0, help="with --to-ours: the seed of our decoder's initial weights")
+    p.add_argument("--out", required=True, type=Path, help="the file to write (.h5, or .pt with --to-ours)")
     p.add_argument("--check", type=int, default=1024, help="USPS images to compare the encoders on")
     p.add_argument("--tolerance", type=float, default=1e-3)
     args = p.parse_args(argv)
+    if args.to_ours and (args.keras_weights is None or args.source is None):
+        raise SystemExit("--to-ours needs --keras-weights (their ae_weights.h5) and --from (what they are)")
+    if not args.to_ours and args.checkpoint is None:
+        raise SystemExit("give --checkpoint (ours into theirs) or --to-ours --keras-weights (theirs into ours)")
     sys.path.insert(0, str(args.code.resolve()))
     from DECS import CAE  # the authors' network, from their code (never copied here)
 
     from decs.data import load
     from decs.models import ConvAutoencoder
 
-    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    state = ck.get("model", ck)
     x, _ = load("usps")
-    ours = ConvAutoencoder(tuple(x.shape[1:]))
-    ours.load_state_dict(state)
-    ours.eval()
     autoencoder, encoder, _ = CAE(input_shape=(x.shape[2], x.shape[3], x.shape[1]), filters=[32, 64, 128, 256, 10])
-    copy_encoder(state, autoencoder)
-    xs = x[: args.check]
-    with torch.no_grad():
-        z_ours = ours.encoder(xs).numpy()
-    z_theirs = encoder.predict(xs.permute(0, 2, 3, 1).numpy(), verbose=0)
-    diff = float(np.abs(z_ours - z_theirs).max())
-    scale = float(np.abs(z_ours).max())
-    print(f"largest difference between the two encoders on {len(xs)} USPS images: {diff:.2e} "
-          f"(embeddings up to {scale:.2f})")
+    if args.to_ours:
+        torch.manual_seed(args.seed)
+        ours = ConvAutoencoder(tuple(x.shape[1:]))
+        autoencoder.load_weights(str(args.keras_weights))
+        copy_encoder_to_ours(autoencoder, ours)
+    else:
+        ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        state = ck.get("model", ck)
+        ours = ConvAutoencoder(tuple(x.shape[1:]))
+        ours.load_state_dict(state)
+        copy_encoder(state, autoencoder)
+    diff = _largest_difference(ours, encoder, x[: args.check])
     if not diff < args.tolerance:
         raise SystemExit(f"the encoders differ by {diff:.3g} > {args.tolerance}: the copy is wrong")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    autoencoder.save_weights(str(args.out))
+    if args.to_ours:
+        torch.save({"model": ours.state_dict(), "from": args.source,
+                    "keras_weights": {"file": args.keras_weights.name,
+                                      "sha256": hashlib.sha256(args.keras_weights.read_bytes()).hexdigest()},
+                    "encoder_difference": diff}, args.out)
+    else:
+        autoencoder.save_weights(str(args.out))
     print(f"wrote {args.out}")
     return diff
 

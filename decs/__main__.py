@@ -10,6 +10,7 @@ Examples::
     python -m decs evaluate --record results/usps/decs/cpu-seed0.json   # re-score a committed record
     python -m decs reproduce --dataset usps --seeds 0 1 2        # every row of the table for USPS
     python -m decs sweep --dataset usps --profile cpu            # DECS over a grid of α and λ
+    python -m decs train --dataset usps --start-from theirs.pt   # cluster from a given network
     python -m decs train --dataset usps --method hadis           # HaDis (decs.hadis), no pretraining
     python -m decs train --dataset usps --method hadis --set hsd=False   # HaDis without HSD (ProPos)
 
@@ -101,9 +102,28 @@ def cmd_pretrain(args, cfg: Config) -> None:
                       "seconds": round(seconds, 1), "checkpoint": str(ck / "pretrain.pt")}))
 
 
+def load_start(path: Path | str) -> dict:
+    """A network to cluster from (``train --start-from FILE``): a file written by
+    ``benchmarks/authors_tf_weights.py --to-ours``, holding ``{"model": state dict, "from": what it
+    is}``. Returns the state dict with the file's name, sha256 and description for the record."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"--start-from {path}: no such file (write one with "
+                         "benchmarks/authors_tf_weights.py --to-ours)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+        raise SystemExit(f"--start-from {path}: expected a dict with a 'model' state dict, as "
+                         "benchmarks/authors_tf_weights.py --to-ours writes")
+    return {"model": payload["model"], "file": path.name, "name": path.stem,
+            "sha256": data.sha256(path), "from": payload.get("from")}
+
+
 def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = None,
               name: str | None = None) -> dict:
     method, seed = method or args.method, args.seed if seed is None else seed
+    start = load_start(args.start_from) if getattr(args, "start_from", None) else None
+    if start is not None:  # its own record and clustering checkpoint, beside the protocol run's
+        name = f"{name or run_name(cfg, seed)}+start={start['name']}"
     path = record_path(args.dataset, method, cfg, seed, Path(args.results), name)
     if args.skip_done and path.exists() and not args.replace:
         print(f"[decs] {path} exists: skipped", file=sys.stderr)
@@ -111,14 +131,18 @@ def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = N
     refuse_overwrite(path, args.replace)
     x, y = _load_data(args.dataset, cfg, seed)
     ck = checkpoint_dir(args.dataset, cfg, seed)
-    tag = cluster_tag(cfg)
+    tag = cluster_tag(cfg) + (f"+start={start['name']}" if start else "")
     if not args.resume:  # a fresh clustering run; a finished, matching pretraining is reused
         (ck / f"{method}{tag}.pt").unlink(missing_ok=True)
     print(f"[decs] {method} on {args.dataset} (n={len(y)}), profile={cfg.profile}, seed={seed}, "
           f"device={get_device(args.device)}, checkpoints in {ck}", file=sys.stderr)
     result = run(x, y, cfg, method=method, seed=seed, device=args.device, checkpoint_dir=ck,
-                 dataset=args.dataset, progress=not args.quiet, tag=tag)
+                 dataset=args.dataset, progress=not args.quiet, tag=tag,
+                 start=start["model"] if start else None)
     rec = result.record
+    if start is not None:
+        rec["start_network"] = {k: start[k] for k in ("file", "sha256", "from")}
+        rec["wall_time_s"]["note"] += "; this run started from a given network (start_network): no pretraining"
     if not distributed.is_main():  # under torchrun, rank 0 alone writes the model files and the record
         return rec
     rec["command"] = "python -m decs " + " ".join(sys.argv[1:])
@@ -291,11 +315,17 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--method", choices=(*METHODS, "hadis") if name == "train" else METHODS,
                            default="decs")
+        if name == "train":
+            p.add_argument("--start-from", default=None, metavar="FILE",
+                           help="cluster from this network instead of pretraining (a file of "
+                                "benchmarks/authors_tf_weights.py --to-ours); record <run>+start=<file>")
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
     if args.dataset:
         args.dataset = data.canonical_name(args.dataset)
     if getattr(args, "method", None) == "hadis":
+        if getattr(args, "start_from", None):
+            raise SystemExit("--start-from gives DECS or DEC a pretrained autoencoder; HaDis trains its own network")
         cfg = hadis.get_hadis_config(args.profile, **_parse_overrides(args.set, hadis.HaDisConfig))
         cmd_train_hadis(args, cfg)
         return

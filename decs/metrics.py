@@ -96,3 +96,20 @@ def evaluate(y_true, y_pred) -> dict[str, float]:
     return {"acc": round(cluster_acc(y_true, y_pred), 5),
             "nmi": round(nmi(y_true, y_pred), 5),
             "ari": round(ari(y_true, y_pred), 5)}
+
+
+def max_acc_with_empty_cluster(y_true) -> float:
+    """The highest ACC that a clustering into k clusters can score when one of them is empty:
+    1 − n_min / n, with n_min the size of the smallest class.
+
+    With at most k − 1 clusters in use, the one-to-one map of :func:`cluster_acc` reaches at most
+    k − 1 classes, so every sample of some class is counted wrong; at best that class is the
+    smallest. A final ACC above this bound therefore proves that all k clusters were in use, for
+    runs whose logs hold no cluster sizes (the authors' code). Derived in
+    :doc:`/book/dying_clusters`.
+    """
+    y_true = _labels(y_true, "y_true")
+    if y_true.size == 0:
+        raise ValueError("cannot bound the ACC of an empty set of labels.")
+    counts = np.unique(y_true, return_counts=True)[1]
+    return float(1 - counts.min() / counts.sum())

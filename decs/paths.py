@@ -2,9 +2,10 @@
 
 A reader runs ``decs`` in one of two ways. From a **checkout** of the book's repository (``make
 book``, ``make test``, a course machine) everything lives in the repository: ``data/``,
-``results/`` and ``checkpoints/``. As an **installed package** (``pip install``, Colab) the package
-sits among the Python environment's packages, which may not be writable and is lost with the session: checkpoints and
-the committed results fetched for the chapters then go to a per-user cache instead. Used in
+``results/`` and ``checkpoints/``. As an **installed package** (``pip install``, Colab) the
+package sits among the Python environment's packages, which may not be writable and is lost with
+the session: checkpoints and the committed results fetched for the chapters then go to a per-user
+cache instead. Used in
 :doc:`/book/reproducibility`.
 """
 from __future__ import annotations

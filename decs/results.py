@@ -92,6 +92,55 @@ def is_protocol_run(rec: dict) -> bool:
     return "+" not in Path(rec.get("path", "")).stem
 
 
+def wall_seconds(rec: dict) -> float:
+    """A run's own compute time in seconds, from its record: pretraining, k-means and clustering
+    for DECS and DEC (a pretraining shared with another run is counted in each), training for
+    HaDis, the whole run for k-means on the pixels; never the wall time of the call that wrote it
+    (``this_call``), which may have reused a checkpoint. Used in :doc:`/book/reproducibility`."""
+    w = rec["wall_time_s"]
+    parts = [k for k in ("pretrain", "kmeans", "cluster", "train", "total") if k in w]
+    if not parts:
+        raise KeyError(f"{rec.get('path', 'the record')} has no wall time of its stages: {sorted(w)}")
+    return float(sum(w[k] for k in parts))
+
+
+# Runs of the authors' TensorFlow code (benchmarks/authors_tf.py), by what they are for.
+AUTHORS_KINDS = ("end to end", "given weights", "network kept", "speed")
+
+
+def authors_kind(rec: dict) -> str:
+    """What a run of the authors' code is for: ``"speed"`` (a short run kept for its timings, file
+    ``speed-*``), ``"given weights"`` (their clustering loop started from given Keras weights,
+    e.g. our pretrained encoder), ``"network kept"`` (a run whose pretrained network was kept for
+    our loop to start from; a rerun of their ``run_exp.py`` repeats its pretraining, so a short
+    clustering suffices) or ``"end to end"`` (their pretraining and clustering)."""
+    if Path(rec["path"]).stem.startswith("speed-"):
+        return "speed"
+    if rec["settings"].get("pretrained_weights"):
+        return "given weights"
+    return "network kept" if rec.get("kept_weights") else "end to end"
+
+
+def load_authors_runs(root: Path | str = RESULTS, dataset: str | None = None,
+                      kinds: tuple[str, ...] = AUTHORS_KINDS) -> list[dict]:
+    """The records of the authors' code under ``root/authors-tf/<dataset>/``, sorted by file, each
+    with ``path``, ``name`` (the file's stem) and ``kind`` (:func:`authors_kind`); only the
+    ``kinds`` asked for. They have no ``final`` key, so :func:`load_records` never mixes them with
+    this project's runs. Read in :doc:`/book/five_datasets`, :doc:`/book/dying_clusters` and
+    :doc:`/book/reproducibility`."""
+    unknown = set(kinds) - set(AUTHORS_KINDS)
+    if unknown:
+        raise ValueError(f"unknown kind(s) {sorted(unknown)}; choose from {AUTHORS_KINDS}")
+    ensure_fetched(root)
+    out = []
+    for path in sorted(Path(root).glob(f"authors-tf/{dataset or '*'}/*.json")):
+        rec = {**json.loads(path.read_text()), "path": str(path), "name": path.stem}
+        rec["kind"] = authors_kind(rec)
+        if rec["kind"] in kinds:
+            out.append(rec)
+    return out
+
+
 # The one changed run the five-datasets table shows: HaDis with its HSD loss off, which is ProPos
 # (decs.hadis.run_name writes ``<profile>-seed<n>+hsd=False``). Taught in book/hadis.ipynb.
 HADIS_WITHOUT_HSD = "hsd=False"
@@ -152,14 +201,12 @@ def summary_rows(records: list[dict]) -> list[dict]:
         row["decs_best_acc"] = mean_std(r["best_label_selected"]["acc"] for r in decs_runs)
         row["kmeans_embedding_acc"] = mean_std(r["kmeans_on_embedding"]["acc"] for r in emb_runs)
         row["kmeans_raw_acc"] = mean_std(r["final"]["acc"] for r in raw_runs)
-        walls = [r["wall_time_s"]["pretrain"] + r["wall_time_s"]["kmeans"] + r["wall_time_s"]["cluster"]
-                 for r in decs_runs]
-        row["decs_wall_min"] = mean_std(w / 60 for w in walls)
+        row["decs_wall_min"] = mean_std(wall_seconds(r) / 60 for r in decs_runs)
         envs = {hardware(r["environment"]) for r in decs_runs + dec_runs}
         row["hardware"] = ", ".join(sorted(envs)) or "—"
         # HaDis's own budget: its profile sets epochs of contrastive training, not DECS's
         # pretraining epochs and clustering iterations (decs.hadis.PROFILES)
-        row["hadis_wall_min"] = mean_std(r["wall_time_s"]["train"] / 60 for r in hadis_runs)
+        row["hadis_wall_min"] = mean_std(wall_seconds(r) / 60 for r in hadis_runs)
         row["hadis_hardware"] = ", ".join(sorted({hardware(r["environment"]) for r in hadis_runs})) or "—"
         row["hadis_epochs"] = sorted({r["config"]["epochs"] for r in hadis_runs + propos_runs})
         row["files"] = [r["path"] for r in decs_runs + dec_runs + raw_runs + hadis_runs + propos_runs]

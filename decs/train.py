@@ -641,6 +641,24 @@ def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
     return model, losses, seconds
 
 
+def autoencoder_from(state: dict, x: torch.Tensor, cfg: Config, network: str = "conv") -> nn.Module:
+    """An autoencoder for ``x`` (on its device) with the weights of ``state``, a state dict of
+    the same network: a start given from outside, e.g. another code's pretrained network converted
+    to ours (``benchmarks/authors_tf_weights.py --to-ours``), in place of
+    :func:`pretrained_autoencoder`. Its batch-norm statistics are re-estimated when
+    ``cfg.recalibrate_bn``, as after our own pretraining. Used in :doc:`/book/dying_clusters`."""
+    model = make_autoencoder(network, tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(x.device)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"the given start is not a {network} autoencoder for inputs of shape "
+                         f"{tuple(x.shape[1:])} with the configured filters {cfg.filters} and embedding "
+                         f"dimension {cfg.embedding_dim}: {str(err).splitlines()[0]}") from err
+    if cfg.recalibrate_bn:
+        recalibrate_batchnorm(model, x, cfg.eval_batch_size)
+    return model
+
+
 @dataclass
 class Fitted:
     """The outcome of :func:`fit_clusters`: the trained network and what each stage produced."""
@@ -656,13 +674,16 @@ class Fitted:
 def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "decs", seed: int = 0,
                  y: np.ndarray | None = None, checkpoint_dir: Path | str | None = None,
                  progress: bool = True, on_eval: Callable[[dict, torch.Tensor, torch.Tensor], None] | None = None,
-                 tag: str = "", stages: tuple[int, ...] = (), network: str = "conv") -> Fitted:
+                 tag: str = "", stages: tuple[int, ...] = (), network: str = "conv",
+                 start: dict | None = None) -> Fitted:
     """The whole method on images ``x`` (already on the training device): pretrain (or reuse a
     pretrained autoencoder), initialise the centroids with k-means on the embedding, cluster.
     ``y`` is only used to score the evaluations. The clustering checkpoint is
     ``checkpoint_dir/<method><tag>.pt``: runs that share a pretraining but differ in the
     clustering settings use different tags. ``network`` is passed to :func:`pretrained_autoencoder`.
-    Used by :func:`run` and :mod:`decs.estimator`."""
+    ``start``: an autoencoder state dict to cluster from instead of pretraining
+    (:func:`autoencoder_from`; no pretraining time or losses then). Used by :func:`run` and
+    :mod:`decs.estimator`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     distributed.init_from_env(x.device)  # under torchrun: join the other processes
@@ -671,7 +692,11 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     # Several processes: each pretrains the same network (same seed, same data; rank 0 alone
     # writes the checkpoint), and rank 0's copy is handed to all, so they start exactly equal.
-    model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network)
+    if start is None:
+        model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network)
+    else:
+        torch.manual_seed(seed)  # as pretrained_autoencoder does before building the network
+        model, losses, t_pre = autoencoder_from(start, x, cfg, network), [], 0.0
     distributed.broadcast_module(model)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
@@ -707,13 +732,15 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
 def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed: int = 0,
         device: str | torch.device | None = None, checkpoint_dir: Path | str | None = None,
         dataset: str | None = None, progress: bool = True,
-        on_eval: Callable[[dict, torch.Tensor, torch.Tensor], None] | None = None, tag: str = "") -> RunResult:
+        on_eval: Callable[[dict, torch.Tensor, torch.Tensor], None] | None = None, tag: str = "",
+        start: dict | None = None) -> RunResult:
     """A scored run on a labelled dataset: :func:`fit_clusters` plus a run record.
 
     With ``checkpoint_dir``, the pretrained autoencoder is saved there as ``pretrain.pt``
     (shared by DECS and DEC runs with the same settings and seed) and the clustering state as
     ``<method>.pt``; calling again with the same arguments resumes where the last call
-    stopped, to the identical result. Walked through in :doc:`/book/08_training_usps`.
+    stopped, to the identical result. ``start``: cluster from this autoencoder state dict instead
+    of pretraining (:func:`fit_clusters`). Walked through in :doc:`/book/08_training_usps`.
     """
     if y is None:
         raise ValueError("run() needs labels y to score the clustering; use decs.DECS for unlabelled data.")
@@ -726,7 +753,8 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
     n_clusters = int(len(np.unique(y)))
     every = cfg.update_interval if method == "decs" else cfg.dec_update_interval
     stages = tuple(0 if f == 0 else max(every, round(cfg.maxiter * f / every) * every) for f in (0, 1 / 3, 2 / 3))
-    fitted = fit_clusters(x, n_clusters, cfg, method, seed, y, checkpoint_dir, progress, on_eval, tag, stages)
+    fitted = fit_clusters(x, n_clusters, cfg, method, seed, y, checkpoint_dir, progress, on_eval, tag, stages,
+                          start=start)
     res = fitted.result
     evals = [h for h in res.history if "acc" in h]
     best = max(evals, key=lambda h: h["acc"])

@@ -116,3 +116,57 @@ def test_authors_tf_wants_one_start(tmp_path):
         AUTHORS_TF["main"](base + ["--pretrain-epochs", "1", "--pretrained-weights", "w.h5"])
     with pytest.raises(SystemExit, match="authors_tf_weights.py"):
         AUTHORS_TF["main"](base + ["--pretrained-weights", str(tmp_path / "missing.h5")])
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"not read before the checks")
+    with pytest.raises(SystemExit, match="together"):
+        AUTHORS_TF["main"](base + ["--pretrained-weights", str(weights), "--weights-seed", "0"])
+    with pytest.raises(SystemExit, match="give that too"):
+        AUTHORS_TF["main"](base + ["--pretrain-epochs", "1", "--weights-profile", "cpu", "--weights-seed", "0"])
+
+
+class _Layer:
+    """Just enough of a Keras layer for the weight copies of benchmarks/authors_tf_weights.py."""
+
+    def __init__(self, kind, weights=(), filters=None, output_shape=None, name=None):
+        self.__class__ = type(kind, (_Layer,), {})
+        self.weights, self.filters, self.output_shape, self.name = list(weights), filters, output_shape, name
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        assert [w.shape for w in weights] == [w.shape for w in self.weights], self.name
+        self.weights = [w.copy() for w in weights]
+
+
+def test_the_two_weight_copies_are_each_others_inverse():
+    """Ours → the Keras layout → ours gives our encoder back, entry for entry; and the Keras side
+    gets Keras's shapes (kernels (h, w, in, out), the embedding's rows (H, W, C))."""
+    import numpy as np
+    import torch
+
+    from decs.models import ConvAutoencoder
+
+    tool = runpy.run_path(str(SCRIPT.parent / "authors_tf_weights.py"))
+    torch.manual_seed(0)
+    ours = ConvAutoencoder((1, 16, 16))
+    for name, v in ours.state_dict().items():   # batch-norm statistics too, not their defaults
+        if v.is_floating_point():
+            v.copy_(torch.randn_like(v))
+    chans = [(1, 32), (32, 64), (64, 128), (128, 256)]
+    layers = []
+    for i, (cin, cout) in enumerate(chans):
+        layers.append(_Layer("Conv2D", [np.zeros((3, 3, cin, cout), "f4"), np.zeros(cout, "f4")], filters=cout,
+                             output_shape=(None, 2, 2, cout), name=f"conv{i}"))
+        layers.append(_Layer("BatchNormalization", [np.zeros(cout, "f4")] * 4, name=f"bn{i}"))
+    dense = _Layer("Dense", [np.zeros((2 * 2 * 256, 10), "f4"), np.zeros(10, "f4")], name="embedding")
+    keras = type("Model", (), {"layers": layers + [dense], "get_layer": lambda self, n: dense})()
+    tool["copy_encoder"]({k: v.clone() for k, v in ours.state_dict().items()}, keras)
+    w = ours.state_dict()["encoder.16.weight"]          # (10, C·H·W) with C = 256, H = W = 2
+    assert np.array_equal(dense.weights[0][(1 * 2 + 0) * 256 + 5], w[:, 5 * 4 + 1 * 2 + 0].numpy())
+    torch.manual_seed(1)
+    back = ConvAutoencoder((1, 16, 16))
+    tool["copy_encoder_to_ours"](keras, back)
+    for name, v in ours.state_dict().items():
+        if name.startswith("encoder.") and not name.endswith("num_batches_tracked"):
+            assert torch.equal(back.state_dict()[name], v), name

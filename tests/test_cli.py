@@ -101,3 +101,33 @@ def test_overrides_are_typed_and_named():
     cfg = get_config("cpu", **o)
     assert run_name(cfg, 2).startswith("cpu-seed2+") and "maxiter=500" in run_name(cfg, 2)
     assert run_name(get_config("cpu"), 0) == "cpu-seed0"
+
+
+@needs_usps
+def test_a_run_started_from_a_given_network_is_the_run_from_that_network(tmp_path):
+    """``train --start-from`` clusters from a given autoencoder: given our own pretrained network,
+    it ends exactly where the run that pretrained it ends, under a name and record of its own."""
+    import torch
+
+    args = ["--dataset", "usps", "--profile", "ci", "--set", "subset=300", "pretrain_epochs=2", "maxiter=30",
+            "kmeans_n_init=2"]
+    out = _cli("train", *args, tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    protocol = json.loads(Path(json.loads(out.stdout.strip().splitlines()[-1])["record"]).read_text())
+    [pre] = (tmp_path / "ck").glob("usps/*/pretrain.pt")
+    start = tmp_path / "ours-again.pt"
+    torch.save({"model": torch.load(pre, weights_only=False)["model"], "from": "our own pretraining"}, start)
+    given = _cli("train", *args, "--start-from", str(start), tmp_path=tmp_path)
+    assert given.returncode == 0, given.stderr
+    path = Path(json.loads(given.stdout.strip().splitlines()[-1])["record"])
+    assert path.stem == "ci-seed0+subset=300+pretrain_epochs=2+maxiter=30+kmeans_n_init=2+start=ours-again"
+    rec = json.loads(path.read_text())
+    assert rec["start_network"]["from"] == "our own pretraining" and len(rec["start_network"]["sha256"]) == 64
+    assert rec["pretrain_loss"] == [] and rec["wall_time_s"]["pretrain"] == 0.0
+    assert rec["kmeans_on_embedding"] == protocol["kmeans_on_embedding"]
+    assert rec["final"] == protocol["final"]
+    torch.save({"weights": {}}, tmp_path / "bad.pt")
+    bad = _cli("train", *args, "--start-from", str(tmp_path / "bad.pt"), tmp_path=tmp_path)
+    assert bad.returncode != 0 and "'model' state dict" in bad.stderr
+    missing = _cli("train", *args, "--start-from", str(tmp_path / "none.pt"), tmp_path=tmp_path)
+    assert missing.returncode != 0 and "no such file" in missing.stderr

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from decs.metrics import ari, cluster_acc, cluster_to_class, contingency, evaluate, matched_labels, nmi
+from decs.metrics import (ari, cluster_acc, cluster_to_class, contingency, evaluate, matched_labels,
+                          max_acc_with_empty_cluster, nmi)
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -154,3 +155,27 @@ def test_bad_inputs_raise_value_error(fn, y_true, y_pred):
 def test_tensor_on_autograd_graph_is_accepted():
     y = torch.tensor([0.0, 1.0, 1.0], requires_grad=True) * 1  # a non-leaf float tensor
     assert cluster_acc(y, [1, 0, 0]) == 1.0
+
+
+@FAST
+@given(st.lists(st.integers(0, 4), min_size=2, max_size=40), st.data())
+def test_a_clustering_with_a_cluster_missing_scores_at_most_the_bound(y, data):
+    """Any labelling that uses fewer clusters than there are classes scores ≤ 1 − n_min/n; the
+    bound is reached by putting the smallest class into another's cluster."""
+    y = np.array(y)
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        return
+    bound = max_acc_with_empty_cluster(y)
+    assert bound == pytest.approx(1 - counts.min() / len(y))
+    k_used = data.draw(st.integers(1, len(classes) - 1))
+    pred = np.array(data.draw(st.lists(st.integers(0, k_used - 1), min_size=len(y), max_size=len(y))))
+    assert cluster_acc(y, pred) <= bound + 1e-12
+    smallest, other = classes[counts.argmin()], classes[counts.argmin() - 1]
+    merged = np.where(y == smallest, other, y)
+    assert cluster_acc(y, merged) == pytest.approx(bound)
+
+
+def test_the_bound_refuses_no_labels():
+    with pytest.raises(ValueError, match="empty"):
+        max_acc_with_empty_cluster([])

@@ -314,3 +314,43 @@ def test_an_installed_package_keeps_checkpoints_and_results_in_the_users_cache(t
     assert paths.checkpoints_root() == tmp_path / "ck"
     monkeypatch.setattr(paths, "REPO_ROOT", Path(results.__file__).resolve().parent.parent)
     assert paths.in_checkout()
+
+
+def _authors(tmp: Path, name, dataset="usps", weights=None, kept=None):
+    rec = {"kind": "authors-tf", "dataset": dataset, "settings": {"pretrained_weights": weights},
+           "kept_weights": kept, "start": {"acc": 0.9}, "their_final": {"acc": 0.95}}
+    path = tmp / "authors-tf" / dataset / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+
+
+def test_authors_runs_are_told_apart_by_what_they_are_for(tmp_path):
+    _authors(tmp_path, "e200-i3000")
+    _authors(tmp_path, "speed-e20-i300")
+    _authors(tmp_path, "ours-cpu-seed0-i3000", weights={"file": "w.h5", "ours": {"profile": "cpu", "seed": 0}})
+    _authors(tmp_path, "e200-i30-keep", kept={"file": "k.h5"})
+    _authors(tmp_path, "e50", dataset="mnist-test")
+    _record(tmp_path, "usps", "decs", "cpu", 0, 0.9)          # ours: never among theirs
+    runs = results.load_authors_runs(tmp_path)
+    assert [(r["dataset"], r["name"], r["kind"]) for r in runs] == [
+        ("mnist-test", "e50", "end to end"), ("usps", "e200-i30-keep", "network kept"),
+        ("usps", "e200-i3000", "end to end"), ("usps", "ours-cpu-seed0-i3000", "given weights"),
+        ("usps", "speed-e20-i300", "speed")]
+    assert [r["name"] for r in results.load_authors_runs(tmp_path, "usps", kinds=("end to end",))] == ["e200-i3000"]
+    assert results.load_records(tmp_path)[0]["method"] == "decs"   # and theirs never among ours
+    with pytest.raises(ValueError, match="unknown kind"):
+        results.load_authors_runs(tmp_path, kinds=("end-to-end",))
+
+
+def test_wall_seconds_sums_the_stages_a_record_has():
+    assert results.wall_seconds({"wall_time_s": {"pretrain": 60.0, "kmeans": 1.0, "cluster": 59.0,
+                                                 "this_call": 5.0, "note": "…"}}) == 120.0
+    assert results.wall_seconds({"wall_time_s": {"train": 30.0, "this_call": 31.0, "note": "…"}}) == 30.0
+    assert results.wall_seconds({"wall_time_s": {"total": 2.5}}) == 2.5
+    with pytest.raises(KeyError, match="no wall time"):
+        results.wall_seconds({"wall_time_s": {"this_call": 1.0}, "path": "r.json"})
+
+
+def test_every_committed_record_has_a_wall_time_and_each_authors_run_a_kind():
+    assert all(results.wall_seconds(r) > 0 for r in results.load_records())
+    assert all(r["kind"] in results.AUTHORS_KINDS for r in results.load_authors_runs())
