@@ -62,6 +62,8 @@ class Config:
     # --- model -----------------------------------------------------------------------------
     filters: tuple[int, ...] = (32, 64, 128, 256)  # channels of the four convolutions
     embedding_dim: int = 10         # dimension of the embedding z
+    decoder_alignment: str = "ours"  # "keras": the decoder's transposed convolutions placed as the
+                                    # authors' Keras ones (one pixel off ours; decs.models._up)
     # --- bookkeeping -----------------------------------------------------------------------
     eval_batch_size: int = 512      # batch size of full-data passes under no_grad
     checkpoint_every: int = 1000    # save a checkpoint every this many iterations (and every 10 epochs)

@@ -15,7 +15,9 @@ for 55×55 (YTF) it produces 52×52 and cannot reconstruct its input. Our decode
 the sizes the encoder's pooling produced (55 → 27 → 13 → 6) and gives each transposed
 convolution the output padding that restores exactly that size. For 16×16 and 28×28 these
 are the authors' layers, shapes and parameter counts; the stride-2 transposed convolutions
-place their output one pixel off Keras's 'same' (which pads after the image, ours before it). Explained in :doc:`/book/03_representation_learning`.
+place their output one pixel off Keras's 'same' (which pads after the image, ours before it);
+``decoder_alignment="keras"`` places it as Keras does. Explained in
+:doc:`/book/03_representation_learning`.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from torch import nn
 
 MIN_SIDE = 8  # three 2×2 poolings need at least 8 pixels per side (7 fails, every side ≥ 8 works)
 NETWORKS = ("conv", "mlp")  # the autoencoders :func:`make_autoencoder` builds
+ALIGNMENTS = ("ours", "keras")  # where a stride-2 transposed convolution puts its output (:func:`_up`)
 
 
 def _pooled_sizes(side: int) -> list[int]:
@@ -44,13 +47,34 @@ def _conv4_padding(side: int) -> int:
     return 1 if side % 8 == 0 or side // 8 < 3 else 0
 
 
-def _up(cin: int, cout: int, size_in: tuple[int, int], size_out: tuple[int, int]) -> nn.ConvTranspose2d:
+class KerasAlignedUp(nn.ConvTranspose2d):
+    """A 3×3 stride-2 transposed convolution placed as Keras's ``Conv2DTranspose(padding='same')``
+    places it: the full 2·in + 1 output, cut to ``size_out`` at its end (Keras pads the matching
+    convolution after the image). :func:`_up`'s default cuts at the start instead, which shifts
+    the image by one pixel. Same weights and state-dict keys as ``nn.ConvTranspose2d``."""
+
+    def __init__(self, cin: int, cout: int, size_out: tuple[int, int]):
+        super().__init__(cin, cout, 3, stride=2, padding=0)
+        self.size_out = tuple(size_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[..., : self.size_out[0], : self.size_out[1]]
+
+
+def _up(cin: int, cout: int, size_in: tuple[int, int], size_out: tuple[int, int],
+        alignment: str = "ours") -> nn.ConvTranspose2d:
     """A 3×3 stride-2 transposed convolution taking ``size_in`` exactly to ``size_out``.
 
     Output side = (in − 1)·2 − 2p + 3 + output_padding = 2·in + 1 − 2p + output_padding, so
     p = 0 gives 2·in + 1 ('valid'); p = 1 with output_padding 1 gives 2·in ('same'), and with
-    output_padding 0 gives 2·in − 1.
+    output_padding 0 gives 2·in − 1. Padding p = 1 drops the first row and column of the full
+    2·in + 1 output; ``alignment="keras"`` keeps them and drops the last instead
+    (:class:`KerasAlignedUp`), as the authors' Keras decoder does.
     """
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"decoder_alignment must be one of {ALIGNMENTS}, got {alignment!r}.")
+    if alignment == "keras" and any(o < 2 * i + 1 for i, o in zip(size_in, size_out)):
+        return KerasAlignedUp(cin, cout, size_out)
     padding, out_pad = [], []
     for i, o in zip(size_in, size_out):
         if o == 2 * i + 1:
@@ -70,12 +94,15 @@ def _bn(c: int) -> nn.BatchNorm2d:
 class ConvAutoencoder(nn.Module):
     """The authors' convolutional autoencoder for images of shape ``input_shape`` = (C, H, W).
 
+    ``decoder_alignment``: "ours" (default) or "keras", where the decoder's stride-2 transposed
+    convolutions put their output (:func:`_up`); the encoder is the same either way.
     ``encoder(x)`` gives the embedding z (N×``embedding_dim``); ``decoder(z)`` an image of
     the input's shape; ``forward(x)`` the reconstruction. Used in
     :doc:`/book/03_representation_learning`.
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], filters=(32, 64, 128, 256), embedding_dim: int = 10):
+    def __init__(self, input_shape: tuple[int, int, int], filters=(32, 64, 128, 256), embedding_dim: int = 10,
+                 decoder_alignment: str = "ours"):
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(f"input_shape must be (C, H, W), got {input_shape}.")
@@ -104,9 +131,9 @@ class ConvAutoencoder(nn.Module):
         self.decoder = nn.Sequential(
             nn.Linear(embedding_dim, f4 * hs[3] * ws[3]), nn.ReLU(),
             nn.Unflatten(1, (f4, hs[3], ws[3])),
-            _up(f4, f3, (hs[3], ws[3]), (hs[2], ws[2])), nn.ReLU(), _bn(f3),
-            _up(f3, f2, (hs[2], ws[2]), (hs[1], ws[1])), nn.ReLU(), _bn(f2),
-            _up(f2, f1, (hs[1], ws[1]), (hs[0], ws[0])), nn.ReLU(), _bn(f1),
+            _up(f4, f3, (hs[3], ws[3]), (hs[2], ws[2]), decoder_alignment), nn.ReLU(), _bn(f3),
+            _up(f3, f2, (hs[2], ws[2]), (hs[1], ws[1]), decoder_alignment), nn.ReLU(), _bn(f2),
+            _up(f2, f1, (hs[1], ws[1]), (hs[0], ws[0]), decoder_alignment), nn.ReLU(), _bn(f1),
             nn.Conv2d(f1, c, 3, padding=1),  # linear output, as the authors' deconv0
         )
         self.reset_parameters()
@@ -171,12 +198,13 @@ class MLPAutoencoder(nn.Module):
 
 
 def make_autoencoder(network: str, input_shape: tuple[int, ...], filters=(32, 64, 128, 256),
-                     embedding_dim: int = 10) -> ConvAutoencoder | MLPAutoencoder:
+                     embedding_dim: int = 10, decoder_alignment: str = "ours") -> ConvAutoencoder | MLPAutoencoder:
     """The autoencoder named by ``network`` for samples of shape ``input_shape``: "conv" builds
     :class:`ConvAutoencoder` (``input_shape`` = (C, H, W), ``filters``), "mlp" builds
-    :class:`MLPAutoencoder` on the flattened sample. Used by :func:`decs.train.pretrained_autoencoder`."""
+    :class:`MLPAutoencoder` on the flattened sample (which has no ``decoder_alignment``). Used by
+    :func:`decs.train.pretrained_autoencoder`."""
     if network == "conv":
-        return ConvAutoencoder(tuple(input_shape), filters, embedding_dim)
+        return ConvAutoencoder(tuple(input_shape), filters, embedding_dim, decoder_alignment)
     if network == "mlp":
         return MLPAutoencoder(math.prod(input_shape), embedding_dim=embedding_dim)
     raise ValueError(f"network must be one of {NETWORKS}, got {network!r}.")

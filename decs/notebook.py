@@ -208,7 +208,8 @@ def load_or_train(dataset: str, S: Setup, method: str = "decs", seed: int = 0, p
     x, y = x.to(S.device), y.numpy()
     result = run(x, y, cfg, method=method, seed=seed, device=S.device, dataset=dataset, progress=progress,
                  checkpoint_dir=checkpoint_dir(dataset, cfg, seed), tag=cluster_tag(cfg))
-    pretrained = ConvAutoencoder(tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(S.device)
+    pretrained = ConvAutoencoder(tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim,
+                                 cfg.decoder_alignment).to(S.device)
     pretrained.load_state_dict(result.pretrained)
     pretrained.eval()
     result.model.eval()

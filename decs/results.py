@@ -345,7 +345,8 @@ def load_model_files(record: dict, root: Path | str = RESULTS, device="cpu") -> 
     files = record["model_files"]
     pre = torch.load(_checked(files["pretrained"], root), map_location=device, weights_only=False)
     fin = torch.load(_checked(files["final"], root), map_location=device, weights_only=False)
-    shape = (tuple(pre["input_shape"]), tuple(pre["filters"]), pre["embedding_dim"])
+    shape = (tuple(pre["input_shape"]), tuple(pre["filters"]), pre["embedding_dim"],
+             record.get("config", {}).get("decoder_alignment", "ours"))
     pretrained = ConvAutoencoder(*shape).to(device)
     pretrained.load_state_dict(pre["autoencoder"])
     final = ConvAutoencoder(*shape).to(device)

@@ -606,7 +606,7 @@ class RunResult:
 
 # The settings that determine a pretrained autoencoder: runs that agree on them share it.
 PRETRAIN_FIELDS = ("subset", "pretrain_epochs", "batch_size", "lr", "augment", "shift", "rotation",
-                   "filters", "embedding_dim")
+                   "filters", "embedding_dim", "decoder_alignment")
 
 
 # Pretraining lengths kept as snapshots of a longer pretraining (the cpu profile's 200 among them).
@@ -614,7 +614,10 @@ PRETRAIN_SNAPSHOTS = (50, 100, 200, 300)
 
 
 def _pretrain_key(cfg: Config, seed: int, n: int, shape) -> dict:
-    return {"seed": seed, "n": n, "shape": list(shape), **{k: getattr(cfg, k) for k in PRETRAIN_FIELDS}}
+    key = {"seed": seed, "n": n, "shape": list(shape), **{k: getattr(cfg, k) for k in PRETRAIN_FIELDS}}
+    if key["decoder_alignment"] == "ours":  # the default is left out: older checkpoints' keys stay valid
+        del key["decoder_alignment"]
+    return key
 
 
 def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
@@ -628,7 +631,8 @@ def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
     data (:func:`recalibrate_batchnorm`). ``network``: "conv" (:class:`decs.models.ConvAutoencoder`)
     or "mlp" (:class:`decs.models.MLPAutoencoder`, for N×D data, with augmentation off)."""
     torch.manual_seed(seed)  # weight initialisation
-    model = make_autoencoder(network, tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(x.device)
+    model = make_autoencoder(network, tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim,
+                             cfg.decoder_alignment).to(x.device)
     path = Path(checkpoint_dir) / "pretrain.pt" if checkpoint_dir is not None else None
     key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
     if network != "conv":  # only then: the keys of existing (conv) checkpoints stay valid
@@ -647,7 +651,8 @@ def autoencoder_from(state: dict, x: torch.Tensor, cfg: Config, network: str = "
     to ours (``benchmarks/authors_tf_weights.py --to-ours``), in place of
     :func:`pretrained_autoencoder`. Its batch-norm statistics are re-estimated when
     ``cfg.recalibrate_bn``, as after our own pretraining. Used in :doc:`/book/dying_clusters`."""
-    model = make_autoencoder(network, tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim).to(x.device)
+    model = make_autoencoder(network, tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim,
+                             cfg.decoder_alignment).to(x.device)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

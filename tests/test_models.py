@@ -173,3 +173,43 @@ def test_make_autoencoder():
     assert isinstance(mlp, MLPAutoencoder) and mlp.input_shape == (64,) and mlp.encoder[-1].out_features == 4
     with pytest.raises(ValueError, match="network must be one of"):
         make_autoencoder("cnn", (1, 8, 8))
+
+
+@pytest.mark.parametrize("side", [16, 28, 55])
+def test_the_keras_aligned_decoder_has_our_shapes_keys_and_parameters(side):
+    ours = ConvAutoencoder((1, side, side))
+    keras = ConvAutoencoder((1, side, side), decoder_alignment="keras")
+    assert list(ours.state_dict()) == list(keras.state_dict())
+    assert [v.shape for v in ours.state_dict().values()] == [v.shape for v in keras.state_dict().values()]
+    x = torch.randn(2, 1, side, side)
+    assert keras.eval()(x).shape == x.shape
+
+
+def test_the_keras_alignment_is_ours_shifted_by_one_pixel():
+    """The same weights give the same image, one pixel apart: Keras keeps the first row and column
+    of the full 2·in + 1 output and drops the last, ours the other way round."""
+    from decs.models import _up
+
+    torch.manual_seed(0)
+    ours, keras = _up(4, 3, (5, 5), (10, 10)), _up(4, 3, (5, 5), (10, 10), "keras")
+    keras.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 4, 5, 5)
+    a, b = ours(x), keras(x)
+    assert a.shape == b.shape == (2, 3, 10, 10)
+    assert torch.allclose(b[..., 1:, 1:], a[..., :-1, :-1], atol=1e-6)
+    assert not torch.allclose(a, b, atol=1e-3)
+    with pytest.raises(ValueError, match="decoder_alignment"):
+        _up(4, 3, (5, 5), (10, 10), "tf")
+
+
+def test_the_default_alignment_keeps_older_pretraining_keys_and_names():
+    from decs.config import get_config
+    from decs.results import pretraining_name
+    from decs.train import _pretrain_key
+
+    cfg = get_config("cpu")
+    assert "decoder_alignment" not in _pretrain_key(cfg, 0, 100, (1, 16, 16))
+    keras = cfg.replace(decoder_alignment="keras")
+    assert _pretrain_key(keras, 0, 100, (1, 16, 16))["decoder_alignment"] == "keras"
+    assert pretraining_name(cfg, 0) == "cpu-seed0"
+    assert pretraining_name(keras, 0) == "cpu-seed0+decoder_alignment=keras"
