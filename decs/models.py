@@ -50,7 +50,7 @@ def _conv4_padding(side: int) -> int:
 class KerasAlignedUp(nn.ConvTranspose2d):
     """A 3×3 stride-2 transposed convolution placed as Keras's ``Conv2DTranspose(padding='same')``
     places it: the full 2·in + 1 output, cut to ``size_out`` at its end (Keras pads the matching
-    convolution after the image). :func:`_up`'s default cuts at the start instead, which shifts
+    convolution after the image). Our default layer (padding 1) cuts at the start instead, which shifts
     the image by one pixel. Same weights and state-dict keys as ``nn.ConvTranspose2d``."""
 
     def __init__(self, cin: int, cout: int, size_out: tuple[int, int]):
@@ -58,6 +58,7 @@ class KerasAlignedUp(nn.ConvTranspose2d):
         self.size_out = tuple(size_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The transposed convolution of ``x``, its first ``size_out`` rows and columns."""
         return super().forward(x)[..., : self.size_out[0], : self.size_out[1]]
 
 
@@ -95,7 +96,7 @@ class ConvAutoencoder(nn.Module):
     """The authors' convolutional autoencoder for images of shape ``input_shape`` = (C, H, W).
 
     ``decoder_alignment``: "ours" (default) or "keras", where the decoder's stride-2 transposed
-    convolutions put their output (:func:`_up`); the encoder is the same either way.
+    convolutions put their output (:class:`KerasAlignedUp`); the encoder is the same either way.
     ``encoder(x)`` gives the embedding z (N×``embedding_dim``); ``decoder(z)`` an image of
     the input's shape; ``forward(x)`` the reconstruction. Used in
     :doc:`/book/03_representation_learning`.
