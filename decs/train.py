@@ -622,46 +622,39 @@ def _pretrain_key(cfg: Config, seed: int, n: int, shape) -> dict:
 
 def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
                            checkpoint_dir: Path | str | None = None, progress: bool = True,
-                           network: str = "conv") -> tuple[nn.Module, list[float], float]:
+                           network: str = "conv", start: dict | None = None) -> tuple[nn.Module, list[float], float]:
     """A pretrained autoencoder for ``x`` (already on the training device): loaded from
     ``checkpoint_dir/pretrain.pt`` when that holds a pretraining with the same settings,
     resumed when it holds an unfinished one, else trained from scratch. DECS and DEC runs
     with the same settings and seed share it, so their comparison starts from one network.
     With ``cfg.recalibrate_bn`` the batch-norm statistics are then re-estimated on the clean
     data (:func:`recalibrate_batchnorm`). ``network``: "conv" (:class:`decs.models.ConvAutoencoder`)
-    or "mlp" (:class:`decs.models.MLPAutoencoder`, for N×D data, with augmentation off)."""
+    or "mlp" (:class:`decs.models.MLPAutoencoder`, for N×D data, with augmentation off).
+    ``start``: a state dict of the same network given from outside (e.g. the authors' pretrained
+    network converted by ``benchmarks/authors_tf_weights.py --to-ours``), used in place of
+    pretraining (no losses, no time; :doc:`/book/dying_clusters`)."""
     torch.manual_seed(seed)  # weight initialisation
     model = make_autoencoder(network, tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim,
                              cfg.decoder_alignment).to(x.device)
-    path = Path(checkpoint_dir) / "pretrain.pt" if checkpoint_dir is not None else None
-    key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
-    if network != "conv":  # only then: the keys of existing (conv) checkpoints stay valid
-        key["network"] = network
-    keep = tuple(e for e in PRETRAIN_SNAPSHOTS if e < cfg.pretrain_epochs)
-    losses, seconds = pretrain(model, x, cfg, make_generator(x.device, seed), checkpoint=path,
-                               progress=progress, key=key, snapshots=keep)
+    if start is None:
+        path = Path(checkpoint_dir) / "pretrain.pt" if checkpoint_dir is not None else None
+        key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
+        if network != "conv":  # only then: the keys of existing (conv) checkpoints stay valid
+            key["network"] = network
+        keep = tuple(e for e in PRETRAIN_SNAPSHOTS if e < cfg.pretrain_epochs)
+        losses, seconds = pretrain(model, x, cfg, make_generator(x.device, seed), checkpoint=path,
+                                   progress=progress, key=key, snapshots=keep)
+    else:
+        try:
+            model.load_state_dict(start)
+        except RuntimeError as err:
+            raise ValueError(f"the given start is not a {network} autoencoder for inputs of shape "
+                             f"{tuple(x.shape[1:])} with the configured filters {cfg.filters} and embedding "
+                             f"dimension {cfg.embedding_dim}: {str(err).splitlines()[0]}") from err
+        losses, seconds = [], 0.0
     if cfg.recalibrate_bn:
         recalibrate_batchnorm(model, x, cfg.eval_batch_size)
     return model, losses, seconds
-
-
-def autoencoder_from(state: dict, x: torch.Tensor, cfg: Config, network: str = "conv") -> nn.Module:
-    """An autoencoder for ``x`` (on its device) with the weights of ``state``, a state dict of
-    the same network: a start given from outside, e.g. another code's pretrained network converted
-    to ours (``benchmarks/authors_tf_weights.py --to-ours``), in place of
-    :func:`pretrained_autoencoder`. Its batch-norm statistics are re-estimated when
-    ``cfg.recalibrate_bn``, as after our own pretraining. Used in :doc:`/book/dying_clusters`."""
-    model = make_autoencoder(network, tuple(x.shape[1:]), cfg.filters, cfg.embedding_dim,
-                             cfg.decoder_alignment).to(x.device)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"the given start is not a {network} autoencoder for inputs of shape "
-                         f"{tuple(x.shape[1:])} with the configured filters {cfg.filters} and embedding "
-                         f"dimension {cfg.embedding_dim}: {str(err).splitlines()[0]}") from err
-    if cfg.recalibrate_bn:
-        recalibrate_batchnorm(model, x, cfg.eval_batch_size)
-    return model
 
 
 @dataclass
@@ -686,9 +679,8 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     ``y`` is only used to score the evaluations. The clustering checkpoint is
     ``checkpoint_dir/<method><tag>.pt``: runs that share a pretraining but differ in the
     clustering settings use different tags. ``network`` is passed to :func:`pretrained_autoencoder`.
-    ``start``: an autoencoder state dict to cluster from instead of pretraining
-    (:func:`autoencoder_from`; no pretraining time or losses then). Used by :func:`run` and
-    :mod:`decs.estimator`."""
+    ``start``: an autoencoder state dict to cluster from instead of pretraining (passed to
+    :func:`pretrained_autoencoder`). Used by :func:`run` and :mod:`decs.estimator`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     distributed.init_from_env(x.device)  # under torchrun: join the other processes
@@ -697,11 +689,7 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     # Several processes: each pretrains the same network (same seed, same data; rank 0 alone
     # writes the checkpoint), and rank 0's copy is handed to all, so they start exactly equal.
-    if start is None:
-        model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network)
-    else:
-        torch.manual_seed(seed)  # as pretrained_autoencoder does before building the network
-        model, losses, t_pre = autoencoder_from(start, x, cfg, network), [], 0.0
+    model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network, start)
     distributed.broadcast_module(model)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
