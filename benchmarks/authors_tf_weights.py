@@ -35,21 +35,27 @@ import numpy as np
 import torch
 
 
-def copy_encoder(state: dict, autoencoder) -> None:
-    """Set the Keras autoencoder's encoder layers from our ``ConvAutoencoder`` state dict."""
+BN_KEYS = ("weight", "bias", "running_mean", "running_var")  # ours, in Keras's order (γ, β, mean, variance)
+
+
+def _encoder_layers(autoencoder):
+    """The Keras encoder's layers paired with the indices of ours: ``[(conv, bn, c, b)]`` for the
+    four blocks (our conv at c = 0, 4, 8, 12 → ReLU → batch norm at b = c + 2), then the embedding
+    layer and the (H, W, C) shape that is flattened into it (our linear layer 16)."""
     convs = [layer for layer in autoencoder.layers if layer.__class__.__name__ == "Conv2D"][:4]
     norms = [layer for layer in autoencoder.layers if layer.__class__.__name__ == "BatchNormalization"][:4]
-    # our encoder: conv (0, 4, 8, 12) → ReLU → batch norm (2, 6, 10, 14), then flatten and linear (16)
-    for i, (conv, bn) in enumerate(zip(convs, norms)):
-        c, b = 4 * i, 4 * i + 2
+    blocks = [(conv, bn, 4 * i, 4 * i + 2) for i, (conv, bn) in enumerate(zip(convs, norms))]
+    return blocks, autoencoder.get_layer("embedding"), (*convs[3].output_shape[1:3], convs[3].filters)
+
+
+def copy_encoder(state: dict, autoencoder) -> None:
+    """Set the Keras autoencoder's encoder layers from our ``ConvAutoencoder`` state dict."""
+    blocks, dense, (h, wd, c_out) = _encoder_layers(autoencoder)
+    for conv, bn, c, b in blocks:
         conv.set_weights([state[f"encoder.{c}.weight"].permute(2, 3, 1, 0).numpy(),
                           state[f"encoder.{c}.bias"].numpy()])
-        bn.set_weights([state[f"encoder.{b}.{k}"].numpy()
-                        for k in ("weight", "bias", "running_mean", "running_var")])
-    dense = autoencoder.get_layer("embedding")
+        bn.set_weights([state[f"encoder.{b}.{k}"].numpy() for k in BN_KEYS])
     w = state["encoder.16.weight"]                       # (10, C·H·W), flattened channel first
-    c_out = convs[3].filters
-    h, wd = convs[3].output_shape[1:3]
     w = w.reshape(-1, c_out, h, wd).permute(2, 3, 1, 0).reshape(h * wd * c_out, -1)  # rows (H, W, C)
     dense.set_weights([w.numpy(), state["encoder.16.bias"].numpy()])
 
@@ -58,19 +64,15 @@ def copy_encoder_to_ours(autoencoder, ours) -> None:
     """Set our ``ConvAutoencoder``'s encoder from the Keras autoencoder: the inverse of
     :func:`copy_encoder` (kernels (h, w, in, out) → (out, in, h, w); embedding rows (H, W, C) →
     our (C, H, W) flattening)."""
-    convs = [layer for layer in autoencoder.layers if layer.__class__.__name__ == "Conv2D"][:4]
-    norms = [layer for layer in autoencoder.layers if layer.__class__.__name__ == "BatchNormalization"][:4]
+    blocks, dense, (h, wd, c_out) = _encoder_layers(autoencoder)
     state = {}
-    for i, (conv, bn) in enumerate(zip(convs, norms)):
-        c, b = 4 * i, 4 * i + 2
+    for conv, bn, c, b in blocks:
         kernel, bias = conv.get_weights()
         state[f"encoder.{c}.weight"] = torch.from_numpy(kernel).permute(3, 2, 0, 1)
         state[f"encoder.{c}.bias"] = torch.from_numpy(bias)
-        for k, v in zip(("weight", "bias", "running_mean", "running_var"), bn.get_weights()):
+        for k, v in zip(BN_KEYS, bn.get_weights()):
             state[f"encoder.{b}.{k}"] = torch.from_numpy(v)
-    w, bias = autoencoder.get_layer("embedding").get_weights()   # (H·W·C, 10), rows (H, W, C)
-    c_out = convs[3].filters
-    h, wd = convs[3].output_shape[1:3]
+    w, bias = dense.get_weights()                        # (H·W·C, 10), rows (H, W, C)
     state["encoder.16.weight"] = torch.from_numpy(w).reshape(h, wd, c_out, -1).permute(3, 2, 0, 1).reshape(
         w.shape[1], -1)
     state["encoder.16.bias"] = torch.from_numpy(bias)
