@@ -460,6 +460,52 @@ def findings(records: list[dict] | None = None) -> str:
     return "\n".join(lines) if lines else "- (no committed protocol records yet)"
 
 
+# This book's remedies for emptied clusters (not the paper's method; derived in
+# book/dying_clusters.ipynb): the file suffix each run carries and the label the pages print.
+REMEDIES = {"balance=1.0": "DECS + balance (ours)", "reseed_empty=True": "DECS + re-seeding (ours)"}
+REMEDY_BASELINES = {"decs": "DECS (as published)", "dec": "DEC"}
+
+
+def clusters_used(rec: dict) -> int:
+    """How many clusters hold at least one sample at the end of a run (its last history entry)."""
+    return int(np.count_nonzero(rec["history"][-1]["cluster_sizes"]))
+
+
+def remedy_runs(records: list[dict] | None = None) -> list[dict]:
+    """One row per run that compares the remedies (:data:`REMEDIES`) with DECS as published and
+    DEC, for every (dataset, profile) where at least one remedy was run: dataset, profile, method
+    (the label the pages print), seed, final ACC and NMI, clusters used, milliseconds per
+    clustering iteration (the run's own clustering time, whatever else the machine did) and the
+    record's path. Each row's ``common`` is True when every method of its (dataset, profile) has
+    a run of that seed, so a mean over the ``common`` rows compares like with like. Read in
+    :doc:`/book/dying_clusters` and :doc:`/book/five_datasets`."""
+    records = load_records() if records is None else records
+    rows = []
+    for r in records:
+        changes = Path(r.get("path", "")).stem.partition("+")[2]
+        label = REMEDY_BASELINES.get(r["method"]) if not changes else (
+            REMEDIES.get(changes) if r["method"] == "decs" else None)
+        if label is None:
+            continue
+        rows.append({"dataset": r["dataset"], "profile": r["profile"], "method": label,
+                     "seed": r["seed"], "acc": r["final"]["acc"], "nmi": r["final"]["nmi"],
+                     "clusters used": clusters_used(r),
+                     "ms per iteration": 1000 * r["wall_time_s"]["cluster"] / r["iterations"],
+                     "path": r["path"]})
+    groups = {(x["dataset"], x["profile"]) for x in rows if x["method"] in REMEDIES.values()}
+    rows = [x for x in rows if (x["dataset"], x["profile"]) in groups]
+    for key in groups:
+        mine = [x for x in rows if (x["dataset"], x["profile"]) == key]
+        seeds = [{x["seed"] for x in mine if x["method"] == m} for m in {x["method"] for x in mine}]
+        common = set.intersection(*seeds)
+        for x in mine:
+            x["common"] = x["seed"] in common
+    order = list(REMEDY_BASELINES.values()) + list(REMEDIES.values())
+    return sorted(rows, key=lambda x: (DATASET_ORDER.index(x["dataset"])
+                                       if x["dataset"] in DATASET_ORDER else 99,
+                                       x["profile"], order.index(x["method"]), x["seed"]))
+
+
 def threshold_summary(records: list[dict] | None = None) -> list[dict]:
     """Otsu's threshold as the clustering loop saw it, one row per protocol DECS record that keeps
     the loop's diagnostics: the mean t of the first evaluation interval and of the last tenth of

@@ -219,6 +219,29 @@ def test_findings_are_computed_from_the_records():
     assert results.findings([]) == "- (no committed protocol records yet)"
 
 
+def test_remedy_runs_label_each_run_and_mark_the_seeds_every_method_ran():
+    def rec(ds, prof, method, seed, acc, sizes, change=""):
+        r = _rec(ds, prof, method, seed, acc, 0.9, sizes)
+        r["path"] = f"{prof}-seed{seed}{'+' + change if change else ''}.json"
+        r["iterations"], r["wall_time_s"]["cluster"] = 100, 2.0
+        return r
+
+    recs = [rec("usps", "cpu", "decs", 0, 0.90, [5, 0, 5]), rec("usps", "cpu", "decs", 1, 0.95, [3, 3, 4]),
+            rec("usps", "cpu", "dec", 0, 0.97, [3, 3, 4]), rec("usps", "cpu", "dec", 1, 0.98, [3, 3, 4]),
+            rec("usps", "cpu", "decs", 0, 0.96, [4, 2, 4], "balance=1.0"),
+            rec("usps", "cpu", "decs", 0, 0.91, [4, 2, 4], "form=paper"),      # an ablation: not a row
+            rec("usps", "cpu", "dec", 0, 0.91, [4, 2, 4], "balance=1.0"),      # not a remedy of DEC
+            rec("mnist", "cpu", "decs", 0, 0.5, [5, 5]), rec("mnist", "cpu", "dec", 0, 0.6, [5, 5])]
+    rows = results.remedy_runs(recs)
+    assert {r["dataset"] for r in rows} == {"usps"}              # no remedy run on mnist: no rows
+    assert [(r["method"], r["seed"], r["common"]) for r in rows] == [
+        ("DECS (as published)", 0, True), ("DECS (as published)", 1, False),
+        ("DEC", 0, True), ("DEC", 1, False), ("DECS + balance (ours)", 0, True)]
+    assert rows[0]["clusters used"] == 2 and rows[-1]["acc"] == 0.96
+    assert rows[0]["ms per iteration"] == pytest.approx(20.0)
+    assert results.remedy_runs(recs[:4]) == []
+
+
 def test_threshold_summary_reads_the_loop_diagnostics():
     h = [{"iteration": 0, "cluster_sizes": [3, 3]},
          {"iteration": 30, "cluster_sizes": [3, 3], "t_mean": 0.4, "t_min": 0.3, "t_max": 0.5, "t_clamped": 0},
