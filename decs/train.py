@@ -613,11 +613,19 @@ PRETRAIN_FIELDS = ("subset", "pretrain_epochs", "batch_size", "lr", "augment", "
 PRETRAIN_SNAPSHOTS = (50, 100, 200, 300)
 
 
-def _pretrain_key(cfg: Config, seed: int, n: int, shape) -> dict:
-    key = {"seed": seed, "n": n, "shape": list(shape), **{k: getattr(cfg, k) for k in PRETRAIN_FIELDS}}
-    if key["decoder_alignment"] == "ours":  # the default is left out: older checkpoints' keys stay valid
-        del key["decoder_alignment"]
-    return key
+# Settings added after checkpoints existed, with their defaults: a checkpoint's key leaves each
+# out while it has its default, so the checkpoints written before it existed stay valid.
+ADDED_LATER = {"decoder_alignment": "ours", "network": "conv", "world_size": 1}
+
+
+def _key(**fields) -> dict:
+    """A checkpoint's key: ``fields`` less those of ``ADDED_LATER`` at their defaults."""
+    return {k: v for k, v in fields.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
+
+
+def _pretrain_key(cfg: Config, seed: int, n: int, shape, network: str = "conv") -> dict:
+    return _key(seed=seed, n=n, shape=list(shape), **{k: getattr(cfg, k) for k in PRETRAIN_FIELDS},
+                network=network)
 
 
 def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
@@ -638,9 +646,7 @@ def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
                              cfg.decoder_alignment).to(x.device)
     if start is None:
         path = Path(checkpoint_dir) / "pretrain.pt" if checkpoint_dir is not None else None
-        key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:])
-        if network != "conv":  # only then: the keys of existing (conv) checkpoints stay valid
-            key["network"] = network
+        key = _pretrain_key(cfg, seed, x.shape[0], x.shape[1:], network)
         keep = tuple(e for e in PRETRAIN_SNAPSHOTS if e < cfg.pretrain_epochs)
         losses, seconds = pretrain(model, x, cfg, make_generator(x.device, seed), checkpoint=path,
                                    progress=progress, key=key, snapshots=keep)
@@ -710,12 +716,10 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     gen = make_generator(x.device, seed + 1)  # the clustering stage's own stream
     # maxiter is not part of the key: a finished run may be continued for more iterations
     bookkeeping = set(PRETRAIN_FIELDS) | {"profile", "eval_batch_size", "checkpoint_every", "maxiter"}
-    key = {"method": method, "seed": seed, "n_clusters": n_clusters,
-           **{k: v for k, v in cfg.to_dict().items() if k not in bookkeeping}}
-    if network != "conv":
-        key["network"] = network
-    if world > 1:  # batch norm over shards: a run continues exactly only with as many processes
-        key["world_size"] = world
+    # world_size: batch norm over shards, so a run continues exactly only with as many processes
+    key = _key(method=method, seed=seed, n_clusters=n_clusters,
+               **{k: v for k, v in cfg.to_dict().items() if k not in bookkeeping},
+               network=network, world_size=world)
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
                   on_eval=on_eval, key=key, stages=stages)

@@ -211,5 +211,7 @@ def test_the_default_alignment_keeps_older_pretraining_keys_and_names():
     assert "decoder_alignment" not in _pretrain_key(cfg, 0, 100, (1, 16, 16))
     keras = cfg.replace(decoder_alignment="keras")
     assert _pretrain_key(keras, 0, 100, (1, 16, 16))["decoder_alignment"] == "keras"
+    assert "network" not in _pretrain_key(cfg, 0, 100, (1, 16, 16))
+    assert _pretrain_key(cfg, 0, 100, (1, 16, 16), network="mlp")["network"] == "mlp"
     assert pretraining_name(cfg, 0) == "cpu-seed0"
     assert pretraining_name(keras, 0) == "cpu-seed0+decoder_alignment=keras"
