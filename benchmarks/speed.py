@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py                      # USPS and MNIST-test, on the default device
     python benchmarks/speed.py --datasets usps --epochs 2 --iterations 60
+    python benchmarks/speed.py --datasets usps --precisions fp32 bf16 --rounds 2   # bf16 autocast beside fp32
 
 Pretraining: full epochs over the dataset (batch 256, augmentation on). Clustering: DECS
 iterations (batch 256, augmentation, Otsu pass), timed with and without the full-data
@@ -29,10 +30,12 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def bench(dataset: str, epochs: int, iterations: int, device: torch.device, subset: int | None = None) -> dict:
+def bench(dataset: str, epochs: int, iterations: int, device: torch.device, subset: int | None = None,
+          precision: str = "fp32") -> dict:
     x, y = load(dataset, subset=subset)
     x = x.to(device)
-    cfg = get_config("paper", pretrain_epochs=epochs, maxiter=iterations, checkpoint_every=10**9)
+    cfg = get_config("paper", pretrain_epochs=epochs, maxiter=iterations, checkpoint_every=10**9,
+                     precision=precision)
     model = ConvAutoencoder(tuple(x.shape[1:])).to(device)
     gen = make_generator(device, 0)
     # warm-up: one epoch on a slice, so one-off costs (allocations, kernel selection) are not timed
@@ -43,7 +46,8 @@ def bench(dataset: str, epochs: int, iterations: int, device: torch.device, subs
     _sync(device)
     per_epoch = (time.perf_counter() - t0) / epochs
     centroids = torch.randn(int(y.max()) + 1, cfg.embedding_dim, device=device)
-    out = {"dataset": dataset, "n": int(x.shape[0]), "pretrain_s_per_epoch": round(per_epoch, 3),
+    out = {"dataset": dataset, "n": int(x.shape[0]), "precision": precision,
+           "pretrain_s_per_epoch": round(per_epoch, 3),
            "pretrain_s_per_step": round(per_epoch / -(-x.shape[0] // cfg.batch_size), 4)}
     predict(model.encoder, centroids, x, cfg.alpha, cfg.eval_batch_size)  # warm-up
     _sync(device)
@@ -71,11 +75,16 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=150)
     p.add_argument("--device", default=None)
     p.add_argument("--subset", type=int, default=None, help="time on a class-stratified subset (a quick check)")
+    p.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
+                   help="time each (Config.precision), alternating, --rounds times; default fp32")
+    p.add_argument("--rounds", type=int, default=None, help="repeat the alternation (default 1)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     args = p.parse_args()
     device = get_device(args.device)
     t0 = time.perf_counter()
-    results = [bench(d, args.epochs, args.iterations, device, args.subset) for d in args.datasets]
+    results = [bench(d, args.epochs, args.iterations, device, args.subset, prec)
+               for d in args.datasets for _ in range(args.rounds or 1)
+               for prec in (args.precisions or ["fp32"])]
     report = {"command": "python benchmarks/speed.py " + " ".join(f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                                                               for k, v in vars(args).items() if v is not None and k != "out"),
               "environment": environment_info(device),

@@ -64,6 +64,9 @@ class Config:
     embedding_dim: int = 10         # dimension of the embedding z
     decoder_alignment: str = "ours"  # "keras": the decoder's transposed convolutions placed as the
                                     # authors' Keras ones (one pixel off ours; decs.models._up)
+    precision: str = "fp32"         # "bf16": the network's forward passes under bfloat16 autocast
+                                    # while training (losses, q and scores stay fp32); this book's
+                                    # opt-in for speed, not the paper's (decs.train.autocast)
     # --- bookkeeping -----------------------------------------------------------------------
     eval_batch_size: int = 512      # batch size of full-data passes under no_grad
     checkpoint_every: int = 1000    # save a checkpoint every this many iterations (and every 10 epochs)

@@ -53,8 +53,8 @@ def hardware(environment: dict) -> str:
 
 
 def load_benchmarks(root: Path | str = RESULTS / "benchmarks") -> list[dict]:
-    """One row per dataset of every ``benchmarks/speed.py --out`` file under ``root``: the
-    file, its hardware and commit, and the measured seconds."""
+    """One row per dataset and precision of every ``benchmarks/speed.py --out`` file under
+    ``root``: the file, its hardware and commit, the precision timed, and the measured seconds."""
     ensure_fetched(Path(root).parent)
     rows = []
     for path in sorted(Path(root).glob("*.json")):
@@ -64,7 +64,7 @@ def load_benchmarks(root: Path | str = RESULTS / "benchmarks") -> list[dict]:
         where = env.get("gpu") or f"{hardware(env)}, {env.get('torch_threads')} threads"
         for res in rec.get("results", []):
             rows.append({"file": path.name, "hardware": where, "commit": (env.get("commit") or "")[:8],
-                         **res})
+                         "precision": "fp32", **res})  # files from before --precisions timed fp32
     return rows
 
 
@@ -472,7 +472,7 @@ def clusters_used(rec: dict) -> int:
 
 
 def remedy_runs(records: list[dict] | None = None) -> list[dict]:
-    """One row per run that compares the remedies (:data:`REMEDIES`) with DECS as published and
+    """One row per run that compares the remedies (``REMEDIES``) with DECS as published and
     DEC, for every (dataset, profile) where at least one remedy was run: dataset, profile, method
     (the label the pages print), seed, final ACC and NMI, clusters used, milliseconds per
     clustering iteration (the run's own clustering time, whatever else the machine did) and the

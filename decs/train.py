@@ -8,6 +8,7 @@ The pieces, in the order a run uses them:
 
 * :func:`augment` — random shift and rotation of a batch (on its device)
 * :func:`pretrain` — the autoencoder, mean-squared reconstruction error
+* :func:`autocast` — bfloat16 forward passes while training, an opt-in (``precision``)
 * :func:`kmeans_init` — k-means on the embeddings gives the first centroids
 * :func:`cluster` — DECS (instability loss) or DEC (KL to pseudo targets)
 * :func:`run` — all of the above with checkpoints and a JSON run record
@@ -68,6 +69,23 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
+
+
+# ----------------------------------------------------------------------- precision
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(cfg: Config, device: torch.device):
+    """The context the network's training forward passes run in: bfloat16 autocast on
+    ``device`` when ``cfg.precision == "bf16"`` (convolutions and matrix products in bf16,
+    which CPUs with AVX-512 BF16 and recent GPUs run faster), else nothing changes. The caller
+    casts the output back to fp32 before any loss, so q, Otsu's threshold and the scores are
+    fp32 either way. An opt-in of this book, off in every profile; its speed and its effect on
+    the final accuracy are measured in :doc:`/book/reproducibility`."""
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}.")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                          enabled=cfg.precision == "bf16")
 
 
 # ----------------------------------------------------------------------- augmentation
@@ -221,7 +239,9 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
             xb = x[order[a:b]]
             if cfg.augment:
                 xb = augment(xb, generator, cfg.shift, cfg.rotation)
-            loss = F.mse_loss(model(xb), xb)
+            with autocast(cfg, x.device):
+                out = model(xb)
+            loss = F.mse_loss(out.float(), xb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -339,9 +359,9 @@ def _threshold(encoder, xb, centroids, cfg: Config, q_train: torch.Tensor) -> to
     otsu = distributed.otsu_threshold if distributed.world_size() > 1 else otsu_threshold
     if not cfg.otsu_bn_eval:
         return otsu(q_train, cfg.otsu_bins)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(cfg, xb.device):
         encoder.eval()
-        q = soft_assign(encoder(xb), centroids, cfg.alpha)
+        q = soft_assign(encoder(xb).float(), centroids, cfg.alpha)
         encoder.train()
     return otsu(q, cfg.otsu_bins)
 
@@ -351,7 +371,9 @@ def _batch_loss(encoder: nn.Module, xb: torch.Tensor, centroids: torch.Tensor, c
     """One clustering step's (q, t, loss) on the batch xb (DEC: with its targets p). With several
     processes xb is this process's shard and the loss is the whole batch's (``decs.distributed``)."""
     alpha = cfg.alpha if method == "decs" else cfg.dec_alpha
-    q = soft_assign(encoder(xb), centroids, alpha)
+    with autocast(cfg, xb.device):
+        z = encoder(xb)
+    q = soft_assign(z.float(), centroids, alpha)
     if distributed.world_size() > 1:
         if method == "dec":
             return q, None, distributed.kl_loss(p, q)
@@ -606,7 +628,7 @@ class RunResult:
 
 # The settings that determine a pretrained autoencoder: runs that agree on them share it.
 PRETRAIN_FIELDS = ("subset", "pretrain_epochs", "batch_size", "lr", "augment", "shift", "rotation",
-                   "filters", "embedding_dim", "decoder_alignment")
+                   "filters", "embedding_dim", "decoder_alignment", "precision")
 
 
 # Pretraining lengths kept as snapshots of a longer pretraining (the cpu profile's 200 among them).
@@ -615,7 +637,7 @@ PRETRAIN_SNAPSHOTS = (50, 100, 200, 300)
 
 # Settings added after checkpoints existed, with their defaults: a checkpoint's key leaves each
 # out while it has its default, so the checkpoints written before it existed stay valid.
-ADDED_LATER = {"decoder_alignment": "ours", "network": "conv", "world_size": 1}
+ADDED_LATER = {"decoder_alignment": "ours", "network": "conv", "world_size": 1, "precision": "fp32"}
 
 
 def _key(**fields) -> dict:

@@ -26,6 +26,18 @@ def test_speed_script_writes_its_json(tmp_path, monkeypatch, one_thread):
         assert row[key] > 0
 
 
+@pytest.mark.skipif(not data.is_available("usps"), reason="USPS files not found under DECS_DATA (see data/README.md)")
+def test_speed_script_times_each_precision_in_turn(tmp_path, monkeypatch, one_thread):
+    out = tmp_path / "speed.json"
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--datasets", "usps", "--epochs", "1",
+                                      "--iterations", "2", "--device", "cpu", "--subset", "300",
+                                      "--precisions", "fp32", "bf16", "--rounds", "2", "--out", str(out)])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    rows = results.load_benchmarks(tmp_path)
+    assert [r["precision"] for r in rows] == ["fp32", "bf16", "fp32", "bf16"]
+    assert all(r["pretrain_s_per_epoch"] > 0 for r in rows)
+
+
 def test_every_chapter_becomes_a_script_the_device_can_run(tmp_path):
     """benchmarks/device_notebooks.py: each notebook's code compiles as plain Python (magics turned
     into calls to a stand-in shell), and the stand-in IPython.display works without IPython."""

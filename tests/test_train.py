@@ -268,3 +268,28 @@ def test_network_enters_checkpoint_keys_only_when_not_conv(blobs, tiny_cfg, tmp_
     assert isinstance(fitted.model, MLPAutoencoder) and fitted.result.labels.shape == (len(x),)
     assert torch.load(tmp_path / "mlp" / "pretrain.pt", weights_only=False)["key"]["network"] == "mlp"
     assert torch.load(tmp_path / "mlp" / "decs.pt", weights_only=False)["key"]["network"] == "mlp"
+
+
+def test_bf16_precision_is_an_opt_in_that_changes_the_run_and_keeps_fp32_scores():
+    """precision="bf16" runs the forward passes under bfloat16 autocast (decs.train.autocast):
+    a different run from fp32 (so its own name and checkpoint key), q and the loss still fp32,
+    and a bad value refused with the choices."""
+    from decs.config import get_config
+    from decs.results import run_name
+    from decs.train import _batch_loss, _pretrain_key, autocast
+    from decs.models import ConvAutoencoder
+
+    cfg = get_config("ci")
+    bf16 = cfg.replace(precision="bf16")
+    assert run_name(cfg, 0) == "ci-seed0" and run_name(bf16, 0) == "ci-seed0+precision=bf16"
+    assert "precision" not in _pretrain_key(cfg, 0, 10, (1, 16, 16))
+    assert _pretrain_key(bf16, 0, 10, (1, 16, 16))["precision"] == "bf16"
+    torch.manual_seed(0)
+    enc = ConvAutoencoder((1, 16, 16)).encoder
+    xb, centroids = torch.rand(32, 1, 16, 16), torch.randn(4, 10, requires_grad=True)
+    q32, _, loss32 = _batch_loss(enc, xb, centroids, cfg, "decs")
+    q16, _, loss16 = _batch_loss(enc, xb, centroids, bf16, "decs")
+    assert q16.dtype == loss16.dtype == torch.float32
+    assert not torch.equal(q32, q16) and torch.allclose(q32, q16, atol=0.05)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        autocast(cfg.replace(precision="fp16"), torch.device("cpu"))
