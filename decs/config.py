@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 
 PROFILES = ("ci", "cpu", "paper")
+PRECISIONS = ("fp32", "bf16")  # Config.precision: the choices (decs.train.autocast)
 METHODS = ("decs", "dec")
 
 
@@ -70,6 +71,10 @@ class Config:
     # --- bookkeeping -----------------------------------------------------------------------
     eval_batch_size: int = 512      # batch size of full-data passes under no_grad
     checkpoint_every: int = 1000    # save a checkpoint every this many iterations (and every 10 epochs)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
 
     def replace(self, **changes) -> "Config":
         """A copy with some fields changed (the object itself is immutable)."""

@@ -72,9 +72,6 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
 
 
 # ----------------------------------------------------------------------- precision
-PRECISIONS = ("fp32", "bf16")
-
-
 def autocast(cfg: Config, device: torch.device):
     """The context the network's training forward passes run in: bfloat16 autocast on
     ``device`` when ``cfg.precision == "bf16"`` (convolutions and matrix products in bf16,
@@ -82,8 +79,6 @@ def autocast(cfg: Config, device: torch.device):
     casts the output back to fp32 before any loss, so q, Otsu's threshold and the scores are
     fp32 either way. An opt-in of this book, off in every profile; its speed and its effect on
     the final accuracy are measured in :doc:`/book/reproducibility`."""
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}.")
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
                           enabled=cfg.precision == "bf16")
 

@@ -1,4 +1,5 @@
 """benchmarks/speed.py runs and writes the JSON the reproducibility chapter reads."""
+import os
 import json
 import runpy
 import sys
@@ -182,3 +183,28 @@ def test_the_two_weight_copies_are_each_others_inverse():
     for name, v in ours.state_dict().items():
         if name.startswith("encoder.") and not name.endswith("num_batches_tracked"):
             assert torch.equal(back.state_dict()[name], v), name
+
+
+def test_the_cpu_study_queue_names_only_valid_runs():
+    """benchmarks/cpu_studies.sh with DRY_RUN=1 lists its runs: every one a `python -m decs`
+    command whose --set fields exist and parse, on a known dataset and profile."""
+    import shlex
+    import subprocess
+
+    from decs import hadis
+    from decs.__main__ import _parse_overrides
+    from decs.config import get_config
+
+    out = subprocess.run(["bash", str(SCRIPT.parent / "cpu_studies.sh")], env={**os.environ, "DRY_RUN": "1"},
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(out) >= 10
+    for line in out:
+        words = shlex.split(line)
+        assert words[:3] == ["python", "-m", "decs"] and words[3] in ("train", "reproduce", "sweep")
+        assert data.canonical_name(words[words.index("--dataset") + 1])
+        profile = words[words.index("--profile") + 1]
+        pairs = words[words.index("--set") + 1:] if "--set" in words else []
+        if "hadis" in words:
+            hadis.get_hadis_config(profile, **_parse_overrides(pairs, hadis.HaDisConfig))
+        else:
+            get_config(profile, **_parse_overrides(pairs))

@@ -292,4 +292,4 @@ def test_bf16_precision_is_an_opt_in_that_changes_the_run_and_keeps_fp32_scores(
     assert q16.dtype == loss16.dtype == torch.float32
     assert not torch.equal(q32, q16) and torch.allclose(q32, q16, atol=0.05)
     with pytest.raises(ValueError, match="precision must be one of"):
-        autocast(cfg.replace(precision="fp16"), torch.device("cpu"))
+        cfg.replace(precision="fp16")

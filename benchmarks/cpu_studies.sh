@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The `cpu`-length studies still wanted (issues 10, 11, 13 and the bf16 check of issue 9), one run
+# at a time in priority order, each skipped when its record exists, so a later session continues
+# where the last one stopped. Beside benchmarks/cpu_queue.sh (the paper rows), at most one of the
+# two per core:
+#   nohup bash benchmarks/cpu_studies.sh > cpu_studies.log 2>&1 &
+# DRY_RUN=1 prints the commands instead of running them. Commit records as they appear (then
+# tools/sync_results_manifest.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+if [ -z "${DECS_DATA:-}" ] && [ -d ../shared/data ]; then export DECS_DATA="$(cd ../shared/data && pwd)"; fi
+run() {
+    if [ -n "${DRY_RUN:-}" ]; then echo "python -m decs $*"; return; fi
+    echo "[cpu_studies] $(date -u +%FT%TZ) $*"
+    "$PY" -m decs "$@" --skip-done --quiet
+}
+# issue 11: each remedy on MNIST-test x 3 seeds (seeds 0 and 2 need their pretraining), and the
+# paper-length check of re-seeding on USPS
+for seed in 1 2 0; do
+    run reproduce --dataset mnist-test --profile cpu --seeds "$seed"
+    for remedy in balance=1.0 reseed_empty=true; do
+        run train --dataset mnist-test --profile cpu --seed "$seed" --set "$remedy"
+    done
+done
+run train --dataset usps --profile paper --seed 0 --set reseed_empty=true
+# issue 9: does bf16 autocast leave the final accuracy within the spread over seeds?
+for seed in 0 1 2; do
+    run train --dataset usps --profile cpu --seed "$seed" --set precision=bf16
+done
+# issue 10: the 7 x 6 alpha x lambda grid on USPS from one pretraining
+run sweep --dataset usps --profile cpu --seed 0
+# issue 13: HaDis and HaDis without HSD on MNIST-test
+for seed in 0 1 2; do
+    run train --dataset mnist-test --profile cpu --method hadis --seed "$seed"
+    run train --dataset mnist-test --profile cpu --method hadis --seed "$seed" --set hsd=False
+done
+[ -n "${DRY_RUN:-}" ] || echo "[cpu_studies] $(date -u +%FT%TZ) done"
