@@ -65,6 +65,10 @@ class Config:
     embedding_dim: int = 10         # dimension of the embedding z
     decoder_alignment: str = "ours"  # "keras": the decoder's transposed convolutions placed as the
                                     # authors' Keras ones (one pixel off ours; decs.models._up)
+    pretrain_epoch: str = "full"    # "keras": an epoch is n // batch_size batches of a stream of
+                                    # shuffled passes, as the authors' fit_generator(steps_per_epoch)
+    pretrain_adam: str = "pytorch"  # "keras": pretraining's Adam adds ε̂ = 1e-7 to √v_t before the
+                                    # bias correction, as Keras's Adam (ch. 03 derives the two forms)
     precision: str = "fp32"         # "bf16": the network's forward passes under bfloat16 autocast
                                     # while training (losses, q and scores stay fp32); this book's
                                     # opt-in for speed, not the paper's (decs.train.autocast)
@@ -73,8 +77,10 @@ class Config:
     checkpoint_every: int = 1000    # save a checkpoint every this many iterations (and every 10 epochs)
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        for field, choices in (("precision", PRECISIONS), ("pretrain_epoch", ("full", "keras")),
+                               ("pretrain_adam", ("pytorch", "keras"))):
+            if getattr(self, field) not in choices:
+                raise ValueError(f"{field} must be one of {choices}, got {getattr(self, field)!r}.")
 
     def replace(self, **changes) -> "Config":
         """A copy with some fields changed (the object itself is immutable)."""

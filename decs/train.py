@@ -207,12 +207,16 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
     At each epoch count in ``snapshots`` a copy of the checkpoint is kept beside it as
     ``pretrain-epoch<E>.pt``, its key saying ``pretrain_epochs=E``: Adam runs at a constant
     learning rate, so it is exactly the end of an E-epoch pretraining with the same seed (the
-    pretraining-length study starts DECS from these). Derived in
-    :doc:`/book/03_representation_learning`.
+    pretraining-length study starts DECS from these). ``cfg.pretrain_epoch="keras"`` and
+    ``cfg.pretrain_adam="keras"`` take the authors' Keras forms instead: an epoch of n // batch
+    batches from a stream of shuffled passes, and Adam's ε̂ added before the bias correction
+    (this book's settings for testing whether those differences matter; :doc:`/book/dying_clusters`).
+    Derived in :doc:`/book/03_representation_learning`.
     """
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses: list[float] = []
     seconds = 0.0
+    stream = None  # pretrain_epoch="keras": (the current pass's order, the position in it)
     state = _load(checkpoint)
     if state is not None and state.get("key") != key:
         raise ValueError(f"{checkpoint} was pretrained with other settings ({state.get('key')}); "
@@ -222,16 +226,30 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         losses, seconds = state["losses"], state["seconds"]
+        stream = state.get("stream")
     t0 = time.perf_counter() - seconds
     model.train()
     n = x.shape[0]
     bar = tqdm(range(len(losses), cfg.pretrain_epochs), desc="pretrain", disable=not progress,
                initial=len(losses), total=cfg.pretrain_epochs)
     for epoch in bar:
-        order = torch.randperm(n, generator=generator, device=x.device)
+        if cfg.pretrain_epoch == "keras":  # n // batch_size batches, the passes running on
+            steps = []
+            for _ in range(max(1, n // cfg.batch_size)):
+                if stream is None or stream[1] >= n:
+                    stream = (torch.randperm(n, generator=generator, device=x.device), 0)
+                steps.append(stream[0][stream[1]:stream[1] + cfg.batch_size])
+                stream = (stream[0], stream[1] + cfg.batch_size)
+        else:  # one pass over the data, its last batch smaller
+            order = torch.randperm(n, generator=generator, device=x.device)
+            steps = [order[a:b] for a, b in _batches(n, cfg.batch_size)]
         total = torch.zeros((), device=x.device)
-        for a, b in _batches(n, cfg.batch_size):
-            xb = x[order[a:b]]
+        seen = 0
+        for idx in steps:
+            if cfg.pretrain_adam == "keras":  # ε̂ = 1e-7 on √v_t is ε̂ / √(1 − β₂ᵗ) on √v̂_t
+                t = int(opt.state[opt.param_groups[0]["params"][0]].get("step", 0)) + 1
+                opt.param_groups[0]["eps"] = 1e-7 / math.sqrt(1 - opt.param_groups[0]["betas"][1] ** t)
+            xb = x[idx]
             if cfg.augment:
                 xb = augment(xb, generator, cfg.shift, cfg.rotation)
             with autocast(cfg, x.device):
@@ -240,14 +258,15 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.detach() * (b - a)
-        losses.append(float(total) / n)
+            total += loss.detach() * len(idx)
+            seen += len(idx)
+        losses.append(float(total) / seen)
         bar.set_postfix(mse=f"{losses[-1]:.5f}")
         done = len(losses) == cfg.pretrain_epochs
         if done or len(losses) % 10 == 0 or len(losses) in snapshots:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "generator": generator.get_state(), "losses": losses, "key": key,
-                     "seconds": time.perf_counter() - t0}
+                     "seconds": time.perf_counter() - t0, "stream": stream}
             _save(checkpoint, state)
             if checkpoint is not None and len(losses) in snapshots:
                 _save(Path(checkpoint).with_name(f"pretrain-epoch{len(losses)}.pt"),
@@ -623,7 +642,8 @@ class RunResult:
 
 # The settings that determine a pretrained autoencoder: runs that agree on them share it.
 PRETRAIN_FIELDS = ("subset", "pretrain_epochs", "batch_size", "lr", "augment", "shift", "rotation",
-                   "filters", "embedding_dim", "decoder_alignment", "precision")
+                   "filters", "embedding_dim", "decoder_alignment", "precision", "pretrain_epoch",
+                   "pretrain_adam")
 
 
 # Pretraining lengths kept as snapshots of a longer pretraining (the cpu profile's 200 among them).
@@ -632,7 +652,8 @@ PRETRAIN_SNAPSHOTS = (50, 100, 200, 300)
 
 # Settings added after checkpoints existed, with their defaults: a checkpoint's key leaves each
 # out while it has its default, so the checkpoints written before it existed stay valid.
-ADDED_LATER = {"decoder_alignment": "ours", "network": "conv", "world_size": 1, "precision": "fp32"}
+ADDED_LATER = {"decoder_alignment": "ours", "network": "conv", "world_size": 1, "precision": "fp32",
+               "pretrain_epoch": "full", "pretrain_adam": "pytorch"}
 
 
 def _key(**fields) -> dict:

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from decs.models import ConvAutoencoder, MLPAutoencoder
-from decs.train import (PRETRAIN_FIELDS, augment, cluster, embed, fit_clusters, kmeans_init, make_generator,
-                        pretrain, pretrained_autoencoder, run, write_record)
+from decs.train import (ADDED_LATER, PRETRAIN_FIELDS, augment, cluster, embed, fit_clusters, kmeans_init,
+                        make_generator, pretrain, pretrained_autoencoder, run, write_record)
 
 
 def test_augment_shapes_range_and_randomness():
@@ -260,8 +260,8 @@ def test_network_enters_checkpoint_keys_only_when_not_conv(blobs, tiny_cfg, tmp_
     x = torch.as_tensor(blobs[0])
     pretrained_autoencoder(x, tiny_cfg, checkpoint_dir=tmp_path / "conv", progress=False)
     key = torch.load(tmp_path / "conv" / "pretrain.pt", weights_only=False)["key"]
-    # decoder_alignment enters only when not "ours" (tests/test_models.py)
-    assert "network" not in key and set(key) == {"seed", "n", "shape", *PRETRAIN_FIELDS} - {"decoder_alignment"}
+    # the settings added later enter only off their defaults (decoder_alignment: tests/test_models.py)
+    assert "network" not in key and set(key) == {"seed", "n", "shape", *PRETRAIN_FIELDS} - set(ADDED_LATER)
     flat = x.reshape(len(x), -1)
     cfg = tiny_cfg.replace(augment=False, augment_clustering=False)
     fitted = fit_clusters(flat, 3, cfg, "decs", checkpoint_dir=tmp_path / "mlp", progress=False, network="mlp")
@@ -293,3 +293,38 @@ def test_bf16_precision_is_an_opt_in_that_changes_the_run_and_keeps_fp32_scores(
     assert not torch.equal(q32, q16) and torch.allclose(q32, q16, atol=0.05)
     with pytest.raises(ValueError, match="precision must be one of"):
         cfg.replace(precision="fp16")
+
+
+def test_the_keras_forms_of_an_epoch_and_of_adam_and_their_resume(tmp_path):
+    """pretrain_epoch="keras": n // batch batches an epoch from a stream of shuffled passes (the
+    authors' fit_generator); pretrain_adam="keras": ε̂ = 1e-7 before the bias correction, i.e.
+    PyTorch's ε = ε̂ / √(1 − β₂ᵗ). An interrupted run resumes to the uninterrupted one."""
+    from decs.config import get_config
+    from decs.models import ConvAutoencoder
+
+    x = torch.rand(300, 1, 16, 16)
+    base = get_config("ci", batch_size=64, augment=False, pretrain_epochs=2)
+
+    def pretrained(cfg, path):
+        torch.manual_seed(0)
+        model = ConvAutoencoder((1, 16, 16), filters=(4, 4, 4, 4))
+        losses, _ = pretrain(model, x, cfg, make_generator(torch.device("cpu"), 0), checkpoint=path,
+                             progress=False, key={"k": cfg.pretrain_epochs})
+        return model, losses, torch.load(path, weights_only=False)
+
+    _, _, full = pretrained(base, tmp_path / "full.pt")
+    keras = base.replace(pretrain_epoch="keras", pretrain_adam="keras")
+    _, _, st = pretrained(keras, tmp_path / "keras.pt")
+    assert int(full["optimizer"]["state"][0]["step"]) == 2 * 5       # ⌈300 / 64⌉ = 5 batches a pass
+    assert int(st["optimizer"]["state"][0]["step"]) == 2 * 4         # 300 // 64 = 4 an epoch
+    assert st["stream"][1] == 3 * 64                                 # 8 = 5 + 3 batches into pass 2
+    assert st["optimizer"]["param_groups"][0]["eps"] == pytest.approx(1e-7 / (1 - 0.999 ** 8) ** 0.5)
+    # four epochs at once, and two then two more from the checkpoint: the same network
+    m4, l4, _ = pretrained(keras.replace(pretrain_epochs=4), tmp_path / "once.pt")
+    pretrained(keras, tmp_path / "twice.pt")
+    torch.save({**torch.load(tmp_path / "twice.pt", weights_only=False), "key": {"k": 4}}, tmp_path / "twice.pt")
+    m22, l22, _ = pretrained(keras.replace(pretrain_epochs=4), tmp_path / "twice.pt")
+    assert l4 == l22
+    assert all(torch.equal(a, b) for a, b in zip(m4.state_dict().values(), m22.state_dict().values()))
+    with pytest.raises(ValueError, match="pretrain_epoch must be one of"):
+        base.replace(pretrain_epoch="half")
