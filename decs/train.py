@@ -217,6 +217,7 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
     losses: list[float] = []
     seconds = 0.0
     stream = None  # pretrain_epoch="keras": (the current pass's order, the position in it)
+    key = _key(**key) if key is not None else None  # settings added later, at their defaults, drop out
     state = _load(checkpoint)
     if state is not None and state.get("key") != key:
         raise ValueError(f"{checkpoint} was pretrained with other settings ({state.get('key')}); "
@@ -476,6 +477,7 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
              "loss_sum": 0.0, "target": None, "stopped_early": False, "seconds": 0.0,
              "stages": {"indices": torch.from_numpy(np.sort(np.random.default_rng(0).choice(
                  n, min(n, stage_samples), replace=False))), "iterations": [], "z": [], "centroids": []}}
+    key = _key(**key) if key is not None else None  # settings added later, at their defaults, drop out
     saved = _load(checkpoint)
     if saved is not None and saved.get("key") != key:
         raise ValueError(f"{checkpoint} holds a clustering run with other settings ({saved.get('key')}); "
@@ -657,7 +659,8 @@ ADDED_LATER = {"decoder_alignment": "ours", "network": "conv", "world_size": 1, 
 
 
 def _key(**fields) -> dict:
-    """A checkpoint's key: ``fields`` less those of ``ADDED_LATER`` at their defaults."""
+    """A checkpoint's key: ``fields`` less those of ``ADDED_LATER`` at their defaults (so a key
+    built from a whole ``Config.to_dict()``, as chapter 10's, still matches an older checkpoint)."""
     return {k: v for k, v in fields.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
 
 

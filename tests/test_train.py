@@ -328,3 +328,25 @@ def test_the_keras_forms_of_an_epoch_and_of_adam_and_their_resume(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(m4.state_dict().values(), m22.state_dict().values()))
     with pytest.raises(ValueError, match="pretrain_epoch must be one of"):
         base.replace(pretrain_epoch="half")
+
+
+def test_a_key_with_later_settings_at_their_defaults_matches_an_older_checkpoint(tmp_path):
+    """Chapter 10 keys its checkpoints by a whole Config.to_dict(); a field added since (at its
+    default) must not invalidate them, a changed one must."""
+    from decs.config import get_config
+    from decs.models import ConvAutoencoder
+
+    x = torch.rand(64, 1, 16, 16)
+    cfg = get_config("ci", batch_size=32, pretrain_epochs=1)
+    path = tmp_path / "pretrain.pt"
+
+    def go(key):
+        torch.manual_seed(0)
+        model = ConvAutoencoder((1, 16, 16), filters=(4, 4, 4, 4))
+        return pretrain(model, x, cfg, make_generator(torch.device("cpu"), 0), checkpoint=path,
+                        progress=False, key=key)
+
+    go({"k": 1})                                                     # an older checkpoint
+    go({"k": 1, "precision": "fp32", "pretrain_adam": "pytorch"})    # the same run: loads
+    with pytest.raises(ValueError, match="other settings"):
+        go({"k": 1, "precision": "bf16"})
