@@ -276,12 +276,26 @@ def sweep_name(cfg: Config, seed: int) -> str:
     return f"{cfg.profile}-seed{seed}+alpha={cfg.alpha}+lam={cfg.lam}{rest}"
 
 
+def sweep_order(alphas, lams, alpha: float, lam: float) -> list[tuple[float, float]]:
+    """The cells of an α × λ grid in the order a sweep runs them: the profile's own (α, λ)
+    first, then the cells that change one of the two (the λ row and the α column through it),
+    nearest first, then the rest. A sweep stopped part-way (it takes hours on a CPU) has
+    thus left two whole one-dimensional curves through the protocol before any corner of the
+    grid; ``--skip-done`` resumes it. Read in :doc:`/book/sensitivity`."""
+    def rank(cell):
+        (a, l), (i, j) = cell, (list(alphas).index(cell[0]), list(lams).index(cell[1]))
+        di = abs(i - alphas.index(alpha)) if alpha in alphas else len(alphas)
+        dj = abs(j - lams.index(lam)) if lam in lams else len(lams)
+        return ((a != alpha) + (l != lam), di + dj, i, j)
+    return sorted(((a, l) for a in alphas for l in lams), key=rank)
+
+
 def cmd_sweep(args, cfg: Config) -> None:
-    """DECS over a grid of α and λ from one pretrained autoencoder (the paper's Figure 4)."""
-    for alpha in args.alphas:
-        for lam in args.lams:
-            c = cfg.replace(alpha=alpha, lam=lam)
-            cmd_train(args, c, method="decs", name=sweep_name(c, args.seed))
+    """DECS over a grid of α and λ from one pretrained autoencoder (the paper's Figure 4), in
+    :func:`sweep_order`."""
+    for alpha, lam in sweep_order(list(args.alphas), list(args.lams), cfg.alpha, cfg.lam):
+        c = cfg.replace(alpha=alpha, lam=lam)
+        cmd_train(args, c, method="decs", name=sweep_name(c, args.seed))
 
 
 def main(argv: list[str] | None = None) -> None:

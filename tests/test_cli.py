@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from decs import data
-from decs.__main__ import _parse_overrides, run_name, sweep_name
+from decs.__main__ import _parse_overrides, run_name, sweep_name, sweep_order
 from decs.config import get_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,6 +79,19 @@ def test_a_wrong_record_fails_the_rescoring(tmp_path):
     path.write_text(json.dumps(record))
     ev = _cli("evaluate", "--record", str(path), tmp_path=tmp_path)
     assert ev.returncode != 0 and "differs" in ev.stderr
+
+
+def test_a_sweep_runs_the_protocol_cell_then_the_cross_through_it_then_the_rest():
+    alphas, lams = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0], [0.01, 0.04, 0.1, 0.4, 1.0, 4.0]
+    order = sweep_order(alphas, lams, 0.5, 0.4)
+    assert sorted(order) == sorted((a, l) for a in alphas for l in lams)   # every cell, once
+    assert order[0] == (0.5, 0.4)
+    cross = order[1:1 + len(alphas) + len(lams) - 2]
+    assert all((a == 0.5) != (l == 0.4) for a, l in cross)                # one of the two changed
+    assert set(cross[:4]) == {(0.2, 0.4), (1.0, 0.4), (0.5, 0.1), (0.5, 1.0)}   # nearest first
+    assert all(a != 0.5 and l != 0.4 for a, l in order[len(cross) + 1:])
+    # a profile whose α is off the grid: every cell still runs, once
+    assert sorted(sweep_order(alphas, lams, 0.3, 0.4)) == sorted(order)
 
 
 def test_sweep_cells_never_take_the_protocol_runs_name():
