@@ -54,7 +54,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 from .metrics import evaluate
-from .train import _load, _save, environment_info, get_device, make_generator
+from .train import _load_matching, _save, environment_info, get_device, make_generator
 
 CHAPTER = "book/hadis"
 HADIS_PROFILES = ("ci", "cpu", "paper")
@@ -498,10 +498,7 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
             rec.update(evaluate(y, labels))
         return rec, labels
 
-    state = _load(checkpoint)
-    if state is not None and state.get("key") != key:
-        raise ValueError(f"{checkpoint} was trained with other settings ({state.get('key')}); delete it or "
-                         "use another checkpoint path.")
+    state = _load_matching(checkpoint, key, "was trained")
     if state is not None:
         if state["epoch"] > cfg.epochs:
             raise ValueError(f"{checkpoint} is at epoch {state['epoch']}, past epochs={cfg.epochs}; delete it or "

@@ -189,6 +189,16 @@ def _load(path: Path | str | None) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def _load_matching(path: Path | str | None, key, what: str) -> dict | None:
+    """The checkpoint at ``path`` (None when there is none), after checking that it was written
+    with the same settings (``key``); refuses one of other settings, saying what to do."""
+    state = _load(path)
+    if state is not None and state.get("key") != key:
+        raise ValueError(f"{path} {what} with other settings ({state.get('key')}); delete it or "
+                         "use another checkpoint path.")
+    return state
+
+
 def _batches(n: int, batch_size: int):
     """Start and stop of each mini-batch of an epoch; the last one may be smaller."""
     return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
@@ -218,10 +228,7 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
     seconds = 0.0
     stream = None  # pretrain_epoch="keras": (the current pass's order, the position in it)
     key = _key(**key) if key is not None else None  # settings added later, at their defaults, drop out
-    state = _load(checkpoint)
-    if state is not None and state.get("key") != key:
-        raise ValueError(f"{checkpoint} was pretrained with other settings ({state.get('key')}); "
-                         "delete it or use another checkpoint directory.")
+    state = _load_matching(checkpoint, key, "was pretrained")
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -478,10 +485,7 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
              "stages": {"indices": torch.from_numpy(np.sort(np.random.default_rng(0).choice(
                  n, min(n, stage_samples), replace=False))), "iterations": [], "z": [], "centroids": []}}
     key = _key(**key) if key is not None else None  # settings added later, at their defaults, drop out
-    saved = _load(checkpoint)
-    if saved is not None and saved.get("key") != key:
-        raise ValueError(f"{checkpoint} holds a clustering run with other settings ({saved.get('key')}); "
-                         "delete it or use another checkpoint directory.")
+    saved = _load_matching(checkpoint, key, "holds a clustering run")
     if saved is not None:
         encoder.load_state_dict(saved["encoder"])
         with torch.no_grad():
