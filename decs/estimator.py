@@ -16,7 +16,7 @@ lists the checks that cannot apply, with the reasons). Training-length parameter
 least 8×8 pixels with values in [0, 1]), "mlp" (DEC's fully-connected d–500–500–2000–10, for
 feature vectors N×D of any finite values, trained without augmentation) or "auto" (conv for such
 images, the MLP for everything else). A fit that empties clusters says so with a
-:class:`UserWarning`; why DECS empties clusters is shown in :doc:`/book/08_training_usps`.
+:class:`UserWarning`; why DECS empties clusters is shown in :doc:`/book/dying_clusters`.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from .stability import soft_assign
 from .train import embed, fit_clusters, get_device
 
 NETWORKS = ("auto", "conv", "mlp")
-CHAPTER = "book/08_training_usps"  # where the book shows DECS emptying clusters, and the remedies
+CHAPTER = "book/dying_clusters"  # "Why a cluster dies": what empties a cluster, and the remedies
 
 
 def check_images(X, image_shape=None) -> torch.Tensor:
@@ -130,7 +130,7 @@ def degenerate_clusters(sizes, start_sizes, share: float = 0.01, factor: float =
     """The clusters a fit emptied, and those it shrank to under ``share`` of the samples while
     the k-means start gave them at least ``factor`` times as many, as two index arrays.
     ``sizes`` and ``start_sizes`` are the cluster sizes at the end and at the k-means start.
-    How DECS empties clusters is shown in :doc:`/book/08_training_usps`."""
+    How DECS empties clusters is shown in :doc:`/book/dying_clusters`."""
     sizes, start_sizes = np.asarray(sizes), np.asarray(start_sizes)
     empty = np.flatnonzero(sizes == 0)
     small = np.flatnonzero((sizes > 0) & (sizes < share * sizes.sum()) & (start_sizes >= factor * sizes))
@@ -204,7 +204,7 @@ class _DeepClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         """Learn the embedding and the centroids from ``X``: images N×C×H×W, N×H×W, or N×D with
         ``image_shape`` (values in [0, 1]), or feature vectors N×D (any finite values), with the
         network that ``network`` picks. ``y`` is ignored (accepted for scikit-learn
-        compatibility). Warns when the fit emptied clusters (:doc:`/book/08_training_usps`).
+        compatibility). Warns when the fit emptied clusters (:doc:`/book/dying_clusters`).
         Returns ``self``."""
         x, network = self._check_input(X, reset=True)
         self._check_n_clusters(len(x))
@@ -311,7 +311,7 @@ class DECS(_DeepClustering):
       ``image_shape``) of at least 8×8 pixels, the MLP for everything else (N×D without
       ``image_shape``, smaller images).
     - ``balance``, ``reseed_empty``: this book's remedies for emptied clusters, *not the paper's
-      method*, both off by default (:doc:`/book/08_training_usps`). ``balance`` > 0 adds that
+      method*, both off by default (:doc:`/book/dying_clusters`). ``balance`` > 0 adds that
       weight times KL(mean_i q_i ‖ uniform) of each batch to the loss; ``reseed_empty=True``
       moves each emptied centroid into the largest cluster at every evaluation. They set
       ``Config.balance`` and ``Config.reseed_empty``.
@@ -324,7 +324,7 @@ class DECS(_DeepClustering):
 
     ``fit`` warns (:class:`UserWarning`) when it ends with clusters emptied, or holding under
     1 % of the samples after the k-means start gave them at least 5× as many: chapter
-    :doc:`/book/08_training_usps` shows why DECS empties clusters and what the remedies do.
+    :doc:`/book/dying_clusters` shows why DECS empties clusters and what the remedies do.
     """
 
     _method = "decs"
@@ -371,7 +371,7 @@ class DEC(_DeepClustering):
     ``balance``, ``reseed_empty``), with ``alpha`` = 1 by default, and ``tol`` (stop when fewer
     than this fraction of labels change between target updates) and ``target_interval`` (T:
     iterations between recomputing the target distribution). Attributes, and the warning about
-    emptied clusters, as :class:`DECS` (:doc:`/book/08_training_usps`).
+    emptied clusters, as :class:`DECS` (:doc:`/book/dying_clusters`).
     """
 
     _method = "dec"

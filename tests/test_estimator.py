@@ -266,7 +266,7 @@ def test_warning_when_clusters_are_emptied(blobs, monkeypatch, cls):
     with pytest.warns(UserWarning, match="2 of its 3 clusters empty") as record:
         est = cls(n_clusters=3, random_state=0, **FAST).fit(blobs[0])
     message = next(str(w.message) for w in record if "clusters empty" in str(w.message))
-    assert "book/08_training_usps" in message and "reseed_empty=True" in message and "balance>0" in message
+    assert "book/dying_clusters" in message and "reseed_empty=True" in message and "balance>0" in message
     assert est.clusters_used_ == 1 and np.array_equal(est.labels_, np.zeros(120))
 
 
@@ -307,7 +307,7 @@ def test_usps_collapse_warns(usps_collapse):
     sizes = np.bincount(est.labels_, minlength=10)
     assert (sizes == 0).sum() >= 5 and est.clusters_used_ == np.count_nonzero(sizes)
     expected = f"{(sizes == 0).sum()} of its 10 clusters empty"
-    assert any(expected in m and "book/08_training_usps" in m and "reseed_empty=True" in m for m in messages)
+    assert any(expected in m and "book/dying_clusters" in m and "reseed_empty=True" in m for m in messages)
 
 
 @needs_usps
