@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 PROFILES = ("ci", "cpu", "paper")
 PRECISIONS = ("fp32", "bf16")  # Config.precision: the choices (decs.train.autocast)
+PRETRAIN_EPOCHS_FORMS = ("full", "keras")   # Config.pretrain_epoch: the choices (ch. 03)
+PRETRAIN_ADAM_FORMS = ("pytorch", "keras")  # Config.pretrain_adam: the choices (ch. 03)
 METHODS = ("decs", "dec")
+# The α × λ grid of `python -m decs sweep` (log-spaced, the paper's α = 0.5 and λ = 0.4 among
+# them); run in decs.__main__.sweep_order, read in book/sensitivity.ipynb
+SWEEP_ALPHAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+SWEEP_LAMS = (0.01, 0.04, 0.1, 0.4, 1.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,8 @@ class Config:
     checkpoint_every: int = 1000    # save a checkpoint every this many iterations (and every 10 epochs)
 
     def __post_init__(self):
-        for field, choices in (("precision", PRECISIONS), ("pretrain_epoch", ("full", "keras")),
-                               ("pretrain_adam", ("pytorch", "keras"))):
+        for field, choices in (("precision", PRECISIONS), ("pretrain_epoch", PRETRAIN_EPOCHS_FORMS),
+                               ("pretrain_adam", PRETRAIN_ADAM_FORMS)):
             if getattr(self, field) not in choices:
                 raise ValueError(f"{field} must be one of {choices}, got {getattr(self, field)!r}.")
 

@@ -141,6 +141,14 @@ def load_authors_runs(root: Path | str = RESULTS, dataset: str | None = None,
     return out
 
 
+def printed_scores(run: dict, n: int | None = None) -> tuple[tuple, ...]:
+    """What a run of the authors' code printed: (iteration, ACC, NMI, ARI) of its first ``n``
+    evaluations (all of them when ``n`` is None), without the times the lines arrived, so a
+    repeated run of theirs compares equal. Read in :doc:`/book/five_datasets` and
+    :doc:`/book/dying_clusters`."""
+    return tuple(tuple(h[m] for m in ("iteration", "acc", "nmi", "ari")) for h in run["history"][:n])
+
+
 # The one changed run the five-datasets table shows: HaDis with its HSD loss off, which is ProPos
 # (decs.hadis.run_name writes ``<profile>-seed<n>+hsd=False``). Taught in book/hadis.ipynb.
 HADIS_WITHOUT_HSD = "hsd=False"
@@ -447,7 +455,7 @@ def findings(records: list[dict] | None = None) -> str:
         if not decs or row["dec_acc"][2] == 0:
             continue
         cfg = decs[0]["config"]
-        emptied = sum(int(np.count_nonzero(r["history"][-1]["cluster_sizes"])) < r["n_clusters"] for r in decs)
+        emptied = sum(clusters_used(r) < r["n_clusters"] for r in decs)
         below = sum(r["final"]["acc"] < r["kmeans_on_embedding"]["acc"] for r in decs)
         pub = PUBLISHED["DECS"].get(ds, (None, None))[0]
         lines.append(
@@ -524,7 +532,7 @@ def threshold_summary(records: list[dict] | None = None) -> list[dict]:
         steps = sum(e["iteration"] - p["iteration"] for p, e in pairs)
         rows.append({"dataset": r["dataset"], "profile": r["profile"], "seed": r["seed"],
                      "iterations": r["iterations"],
-                     "clusters used": int(np.count_nonzero(r["history"][-1]["cluster_sizes"])),
+                     "clusters used": clusters_used(r),
                      "t, first interval": pairs[0][1]["t_mean"],
                      "t, last tenth": float(np.mean([e["t_mean"] for _, e in tail])),
                      "lowest t": min(e["t_min"] for _, e in pairs),

@@ -365,6 +365,17 @@ def test_authors_runs_are_told_apart_by_what_they_are_for(tmp_path):
         results.load_authors_runs(tmp_path, kinds=("end-to-end",))
 
 
+def test_printed_scores_drop_the_times_so_a_repeated_run_compares_equal():
+    a = {"history": [{"iteration": 0, "acc": 0.9, "nmi": 0.8, "ari": 0.7, "time": 1.0},
+                     {"iteration": 30, "acc": 0.91, "nmi": 0.81, "ari": 0.71, "time": 2.0}]}
+    b = {"history": [{**h, "time": h["time"] + 5} for h in a["history"]]}
+    assert results.printed_scores(a) == results.printed_scores(b) == (
+        (0, 0.9, 0.8, 0.7), (30, 0.91, 0.81, 0.71))
+    assert results.printed_scores(a, 1) == ((0, 0.9, 0.8, 0.7),)
+    b["history"][1]["acc"] = 0.92
+    assert results.printed_scores(a) != results.printed_scores(b)
+
+
 def test_wall_seconds_sums_the_stages_a_record_has():
     assert results.wall_seconds({"wall_time_s": {"pretrain": 60.0, "kmeans": 1.0, "cluster": 59.0,
                                                  "this_call": 5.0, "note": "…"}}) == 120.0
