@@ -1,4 +1,4 @@
-"""Command line: ``python -m decs {pretrain,train,evaluate,reproduce} --dataset NAME ...``
+"""Command line: ``python -m decs {pretrain,train,evaluate,reproduce,sweep} --dataset NAME ...``
 
 Examples::
 
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import data, distributed
-from .config import METHODS, PROFILES, Config, get_config
+from .config import METHODS, PROFILES, SWEEP_ALPHAS, SWEEP_LAMS, Config, get_config
 from .metrics import evaluate
 from .results import (ModelFileError, _changes, checkpoint_dir, cluster_tag, load_model_files, pretraining_name,
                       run_name, save_model_files)
@@ -320,8 +320,8 @@ def main(argv: list[str] | None = None) -> None:
         if name in ("train", "reproduce", "sweep"):
             p.add_argument("--skip-done", action="store_true", help="skip a run whose record exists")
         if name == "sweep":
-            p.add_argument("--alphas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0])
-            p.add_argument("--lams", type=float, nargs="+", default=[0.01, 0.04, 0.1, 0.4, 1.0, 4.0])
+            p.add_argument("--alphas", type=float, nargs="+", default=list(SWEEP_ALPHAS))
+            p.add_argument("--lams", type=float, nargs="+", default=list(SWEEP_LAMS))
         if name == "reproduce":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
             p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))

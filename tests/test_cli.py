@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from decs import data
+from decs.config import SWEEP_ALPHAS, SWEEP_LAMS
 from decs.__main__ import _parse_overrides, run_name, sweep_name, sweep_order
 from decs.config import get_config
 
@@ -82,7 +83,8 @@ def test_a_wrong_record_fails_the_rescoring(tmp_path):
 
 
 def test_a_sweep_runs_the_protocol_cell_then_the_cross_through_it_then_the_rest():
-    alphas, lams = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0], [0.01, 0.04, 0.1, 0.4, 1.0, 4.0]
+    alphas, lams = list(SWEEP_ALPHAS), list(SWEEP_LAMS)
+    assert 0.5 in alphas and 0.4 in lams    # the paper's own α and λ are cells of the grid
     order = sweep_order(alphas, lams, 0.5, 0.4)
     assert sorted(order) == sorted((a, l) for a in alphas for l in lams)   # every cell, once
     assert order[0] == (0.5, 0.4)
