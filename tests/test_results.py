@@ -388,3 +388,20 @@ def test_wall_seconds_sums_the_stages_a_record_has():
 def test_every_committed_record_has_a_wall_time_and_each_authors_run_a_kind():
     assert all(results.wall_seconds(r) > 0 for r in results.load_records())
     assert all(r["kind"] in results.AUTHORS_KINDS for r in results.load_authors_runs())
+
+
+def test_committed_results_stay_under_30_mb():
+    """Records and model files travel with every call to a lent GPU, together with the datasets
+    and the rest of the tree, inside 64 MiB: the results may take 30 MB of it (DESIGN)."""
+    import shutil
+    import subprocess
+    root = Path(results.__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: which files are committed is unknown")
+    files = subprocess.run(["git", "ls-files", "-z", "results"], cwd=root, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    sizes = {f: (root / f).stat().st_size for f in files if f and (root / f).exists()}
+    total = sum(sizes.values())
+    largest = sorted(sizes, key=sizes.get)[-3:]
+    assert total < 30e6, (f"results/ holds {total / 1e6:.1f} MB (largest: {largest}); keep model "
+                          "files for seed 0 and what chapters load, and under 30 MB in all")
