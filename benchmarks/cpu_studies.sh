@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The `cpu`-length studies still wanted (issues 10, 11, 13 and the bf16 check of issue 9), one run
-# at a time in priority order, each skipped when its record exists, so a later session continues
-# where the last one stopped. Beside benchmarks/cpu_queue.sh (the paper rows), at most one of the
-# two per core:
+# at a time in priority order, each skipped when its record exists and continued from its checkpoint
+# when an earlier session stopped it (--resume), so a later session goes on where the last one stopped.
+# Beside benchmarks/cpu_queue.sh (the paper rows), at most one of the two per core:
 #   nohup bash benchmarks/cpu_studies.sh > cpu_studies.log 2>&1 &
 # DRY_RUN=1 prints the commands instead of running them. Commit records as they appear (then
 # tools/sync_results_manifest.py).
@@ -13,7 +13,7 @@ if [ -z "${DECS_DATA:-}" ] && [ -d ../shared/data ]; then export DECS_DATA="$(cd
 run() {
     if [ -n "${DRY_RUN:-}" ]; then echo "python -m decs $*"; return; fi
     echo "[cpu_studies] $(date -u +%FT%TZ) $*"
-    "$PY" -m decs "$@" --skip-done --quiet
+    "$PY" -m decs "$@" --skip-done --resume --quiet
 }
 # issue 11: each remedy on MNIST-test x 3 seeds (seeds 0 and 2 need their pretraining), and the
 # paper-length check of re-seeding on USPS
