@@ -282,12 +282,12 @@ def sweep_order(alphas, lams, alpha: float, lam: float) -> list[tuple[float, flo
     nearest first, then the rest. A sweep stopped part-way (it takes hours on a CPU) has
     thus left two whole one-dimensional curves through the protocol before any corner of the
     grid; ``--skip-done`` resumes it. Read in :doc:`/book/sensitivity`."""
-    def rank(cell):
-        (a, l), (i, j) = cell, (list(alphas).index(cell[0]), list(lams).index(cell[1]))
-        di = abs(i - alphas.index(alpha)) if alpha in alphas else len(alphas)
-        dj = abs(j - lams.index(lam)) if lam in lams else len(lams)
-        return ((a != alpha) + (l != lam), di + dj, i, j)
-    return sorted(((a, l) for a in alphas for l in lams), key=rank)
+    def steps(axis, value):   # each index's distance from the protocol's (off the grid: all far)
+        return [abs(i - axis.index(value)) if value in axis else len(axis) for i in range(len(axis))]
+    da, dl = steps(alphas, alpha), steps(lams, lam)
+    cells = [(i, j) for i in range(len(alphas)) for j in range(len(lams))]
+    cells.sort(key=lambda c: ((alphas[c[0]] != alpha) + (lams[c[1]] != lam), da[c[0]] + dl[c[1]], c))
+    return [(alphas[i], lams[j]) for i, j in cells]
 
 
 def cmd_sweep(args, cfg: Config) -> None:

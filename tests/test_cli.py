@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from decs import data
-from decs.config import SWEEP_ALPHAS, SWEEP_LAMS
 from decs.__main__ import _parse_overrides, run_name, sweep_name, sweep_order
-from decs.config import get_config
+from decs.config import SWEEP_ALPHAS, SWEEP_LAMS, get_config
 
 REPO = Path(__file__).resolve().parent.parent
 needs_usps = pytest.mark.skipif(not data.is_available("usps"),
