@@ -43,6 +43,21 @@ def test_every_toc_entry_exists_and_notebooks_use_python3():
                 f"{entry} is committed with outputs"
 
 
+
+def test_the_index_map_and_the_preface_table_name_every_chapter():
+    """A chapter added to _toc.yml must also appear on the index's map and in the preface's table
+    of chapters, or a reader of either never learns it exists."""
+    toc = (ROOT / "_toc.yml").read_text()
+    pages = [e.removeprefix("book/") for e in re.findall(r"file: (\S+)", toc)]
+    index = (ROOT / "book" / "index.md").read_text()
+    preface = (ROOT / "book" / "01_preface.md").read_text()
+    missing_index = [p for p in pages if f"{{doc}}`{p}`" not in index]
+    assert not missing_index, f"book/index.md's map does not name {missing_index}"
+    chapters = [p for p in pages if p not in ("01_preface", "notation", "api", "reproducibility",
+                                               "bibliography", "cite")]
+    missing_preface = [p for p in chapters if f"| {{doc}}`{p}` |" not in preface]
+    assert not missing_preface, f"the preface's table of chapters does not name {missing_preface}"
+
 RESULTS_PAGES = ("03_representation_learning", "04_dec_pseudo_targets", "08_training_usps", "10_ablations",
                  "sensitivity", "embedding_tsne")
 DRAWS = ("plt.subplots(", "plt.figure(", "plots.embedding_2d(", "image_grid(", "plots.heatmap(", ".hist(")
