@@ -174,6 +174,15 @@ def mean_std(values) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std()), int(v.size)
 
 
+def seed_std(values) -> float:
+    """The spread over seeds as every page of the book reports it: the population standard
+    deviation of :func:`mean_std`, but NaN for fewer than two runs (one run shows no spread, where
+    0 would read as "no variation"). Use it in pandas' ``agg`` in place of ``"std"``, which divides
+    by n − 1. Used in :doc:`/book/10_ablations` and :doc:`/book/hadis`."""
+    mean, std, n = mean_std(values)
+    return std if n > 1 else float("nan")
+
+
 def fmt(mean: float, std: float, n: int) -> str:
     """``0.912 ± 0.004 (3)``; a single run has no ± part; no runs give ``—``."""
     if n == 0:

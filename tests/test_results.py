@@ -21,6 +21,19 @@ def _record(tmp: Path, dataset, method, profile, seed, acc, nmi=0.5, best=None, 
     return rec
 
 
+def test_seed_std_is_the_population_spread_and_nan_for_one_run():
+    import math
+
+    import pandas as pd
+
+    assert results.seed_std([0.775, 0.688, 0.597]) == pytest.approx(0.0726743, abs=1e-7)  # not 0.089 (n − 1)
+    assert results.seed_std([0.5, 0.5]) == 0.0
+    assert math.isnan(results.seed_std([0.9])) and math.isnan(results.seed_std([None]))
+    frame = pd.DataFrame({"m": ["a", "a", "a", "b"], "acc": [0.775, 0.688, 0.597, 0.5]})
+    out = frame.groupby("m").agg(s=("acc", results.seed_std))["s"]   # as the pages call it
+    assert out["a"] == pytest.approx(results.mean_std([0.775, 0.688, 0.597])[1]) and math.isnan(out["b"])
+
+
 def test_summary_is_mean_std_over_records(tmp_path):
     for seed, acc in enumerate([0.90, 0.92, 0.94]):
         _record(tmp_path, "usps", "decs", "cpu", seed, acc, best=acc + 0.01)
