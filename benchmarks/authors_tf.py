@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> None:
         **parse(lines),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rec, indent=1) + "\n")
+    from decs.train import record_json   # the layout of every file under results/
+
+    args.out.write_text(record_json(rec))
     print(json.dumps({"record": str(args.out), "start": rec["start"], "their_final": rec["their_final"],
                       "speed_measured_here": rec["speed_measured_here"], "wall_time_s": rec["wall_time_s"]}))
 

@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
               "rows": rows, "environment": env,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    from decs.train import record_json
+
+    args.out.write_text(record_json(record))
     print(json.dumps(rows))
     return record
 

@@ -12,7 +12,6 @@ timing and reports each variant's median and its ratio to the protocol's median.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from decs.config import get_config
 from decs.data import load
 from decs.models import ConvAutoencoder
-from decs.train import cluster, environment_info, get_device, make_generator, predict
+from decs.train import cluster, environment_info, get_device, make_generator, predict, record_json
 
 VARIANTS = {"protocol": {}, "balance=1.0": {"balance": 1.0}, "reseed_empty=true": {"reseed_empty": True}}
 
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         "s_per_iteration_median": {v: round(t, 5) for v, t in per_it.items()},
         "ratio_to_protocol": {v: round(t / per_it["protocol"], 3) for v, t in per_it.items()},
     }
-    text = json.dumps(report, indent=1)
+    text = record_json(report).rstrip("\n")
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ the JSON to a file (the committed ones are under ``results/benchmarks/``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 from decs.config import get_config
 from decs.data import load
 from decs.models import ConvAutoencoder
-from decs.train import cluster, environment_info, get_device, make_generator, predict, pretrain
+from decs.train import cluster, environment_info, get_device, make_generator, predict, pretrain, record_json
 
 
 def _sync(device):
@@ -89,7 +88,7 @@ def main() -> None:
                                                               for k, v in vars(args).items() if v is not None and k != "out"),
               "environment": environment_info(device),
               "wall_time_s": round(time.perf_counter() - t0, 1), "results": results}
-    text = json.dumps(report, indent=1)
+    text = record_json(report).rstrip("\n")
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1005,11 +1005,13 @@ def run_sweep(profile: str = "cpu", seed: int = 0, counterexample_dir=None, log=
 
 
 def write_json(obj: dict, path) -> None:
-    """Write ``obj`` as JSON (UTF-8, indented one space).
+    """Write ``obj`` as JSON (UTF-8, in the layout of :func:`decs.train.record_json`).
 
     Used in :doc:`/book/theorem1`.
     """
     from pathlib import Path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    from .train import record_json
+
+    Path(path).write_text(record_json(obj), encoding="utf-8")

@@ -418,3 +418,36 @@ def test_committed_results_stay_under_30_mb():
     largest = sorted(sizes, key=sizes.get)[-3:]
     assert total < 30e6, (f"results/ holds {total / 1e6:.1f} MB (largest: {largest}); keep model "
                           "files for seed 0 and what chapters load, and under 30 MB in all")
+
+
+def test_record_json_keeps_the_content_and_writes_a_history_entry_per_line():
+    from decs.train import record_json
+
+    rec = {"final": {"acc": 0.5, "nmi": float("nan")}, "labels": [1, 2, 3], "empty": [], "none": {},
+           "history": [{"iteration": 0, "cluster_sizes": [3, 0, 2], "loss": None},
+                       {"iteration": 30, "cluster_sizes": [2, 1, 2], "note": "α"}],
+           "nested": [[1, 2], {"a": {"b": [1]}}]}
+    text = record_json(rec)
+    assert json.dumps(json.loads(text)) == json.dumps(rec)           # NaN, None, unicode kept
+    lines = text.splitlines()
+    assert ' {"iteration": 0, "cluster_sizes": [3, 0, 2], "loss": null},' in [l[1:] for l in lines]
+    assert '  "labels": [1, 2, 3],' not in lines and ' "labels": [1, 2, 3],' in lines
+    assert len(text) < len(json.dumps(rec, indent=1))
+
+
+def test_every_committed_json_file_is_in_the_record_layout():
+    """What `python -m decs` writes (decs.train.record_json); an older file is rewritten, content
+    unchanged, by tools/format_results.py."""
+    import shutil
+    import subprocess
+
+    from decs.train import record_json
+    root = Path(results.__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: which files are committed is unknown")
+    files = subprocess.run(["git", "ls-files", "-z", "results"], cwd=root, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    off = [f for f in files if f.endswith(".json") and (root / f).exists()
+           and record_json(json.loads((root / f).read_text(encoding="utf-8")))
+           != (root / f).read_text(encoding="utf-8")]
+    assert not off, f"not in the record layout (run python tools/format_results.py): {off[:5]}"
