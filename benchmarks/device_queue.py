@@ -53,6 +53,9 @@ HADIS_DATASETS = ("mnist", "fashion-mnist")  # HaDis jobs, after the DECS ones: 
 UPLOAD_LIMIT = 64 * 2**20  # what one device call may carry, in bytes
 UPLOAD_SPARE = 2 * 2**20   # kept free under the limit when sizing checkpoints.tar
 MAX_OUT_FILES = 8          # what comes back from $OUT
+# Model files (7 MB for one seed's pretrained network, DECS and DEC) fit the 30 MB that results/ may
+# take only for the dataset the chapters load; other datasets' records name none by default.
+MODEL_FILE_DATASETS = ("usps",)
 PACK_EVERY_S = 60          # repack this often while jobs run
 GRACE_S = 20               # how long an interrupted job may take to exit before it is killed
 GIB = 2**30
@@ -107,8 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hadis-profile", default=None, help="HaDis's profile (default: --profile)")
     p.add_argument("--hadis-set", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="HaDis config overrides (decs.hadis.HaDisConfig fields), passed to every HaDis job")
-    p.add_argument("--model-files", choices=("auto", "all", "none"), default="auto",
-                   help="passed to every job (auto: seed 0 of protocol runs)")
+    p.add_argument("--model-files", choices=("auto", "all", "none"), default=None,
+                   help="passed to every job (auto: seed 0 of protocol runs); default: auto for "
+                        f"{' '.join(MODEL_FILE_DATASETS)}, none for the other datasets (the 30 MB budget)")
     p.add_argument("--parallel", type=int, default=None,
                    help="concurrent jobs; default 1 on the CPU, on a GPU from its free memory (at most 6)")
     p.add_argument("--out", default=os.environ.get("OUT"), help="an empty folder; default $OUT")
@@ -385,19 +389,25 @@ def make_jobs(datasets: list[str], seeds: list[int], profile: str, sets: list[st
     return jobs
 
 
+def model_files(job: Job, args: argparse.Namespace) -> str:
+    """``--model-files`` for ``job``: what the call asked for, else auto for the datasets of
+    :data:`MODEL_FILE_DATASETS` and none for the others."""
+    return args.model_files or ("auto" if job.dataset in MODEL_FILE_DATASETS else "none")
+
+
 def start(job: Job, args: argparse.Namespace, env: dict) -> None:
     """Start ``job`` as a ``python -m decs reproduce`` (or ``train --method hadis``) subprocess;
     its output goes to the log."""
     if job.kind == "hadis":
         cmd = [sys.executable, "-m", "decs", "train", "--method", "hadis", "--dataset", job.dataset,
                "--profile", args.hadis_profile or args.profile, "--seed", str(job.seed), "--skip-done", "--resume",
-               "--quiet", "--results", str(args.results), "--model-files", args.model_files]
+               "--quiet", "--results", str(args.results), "--model-files", model_files(job, args)]
         if args.hadis_set:
             cmd += ["--set", *args.hadis_set]
     else:
         cmd = [sys.executable, "-m", "decs", "reproduce", "--dataset", job.dataset, "--profile", args.profile,
                "--seeds", str(job.seed), "--skip-done", "--resume", "--quiet", "--results", str(args.results),
-               "--model-files", args.model_files]
+               "--model-files", model_files(job, args)]
         if args.set:
             cmd += ["--set", *args.set]
     LOG(f"{job.name}: start: {' '.join(cmd[1:])}")

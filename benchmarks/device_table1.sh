@@ -13,7 +13,7 @@
 #    If status says budget_left_s is under 780, lower both: --deadline (budget_left_s - 300), timeout_s 60 more.
 #    The queue packs every minute as well, so even a command cut short returns what it finished.
 # 3. Back here, with files_at the folder the reply names:
-#      tar -xzf <files_at>/records.tar.gz -C results      # new records (+ seed 0's model files): commit the .json
+#      tar -xzf <files_at>/records.tar.gz -C results      # new records (+ seed 0's model files, USPS only): commit them
 #      mkdir -p .device/resume && cp <files_at>/checkpoints.tar .device/resume/   # unfinished runs, for the next lease
 #    Read <files_at>/summary.json (per job: status, wall time, ACC/NMI, steps/s) and log.txt.
 #

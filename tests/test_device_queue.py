@@ -163,6 +163,17 @@ def test_hadis_jobs_come_after_every_decs_job(tmp_path):
     assert [j.name for j in dq.make_jobs(["usps"], [0], "ci", [], tmp_path, tmp_path, dq.HADIS_DATASETS)] == ["usps/seed0"]
 
 
+
+def test_model_files_only_for_usps_unless_asked(tmp_path):
+    """One seed's networks take 7 MB: only the dataset the chapters load keeps them by default."""
+    import argparse
+
+    dq = _module()
+    jobs = dq.make_jobs(["usps", "mnist"], [0], "paper", [], tmp_path, tmp_path, dq.HADIS_DATASETS)
+    default, asked = argparse.Namespace(model_files=None), argparse.Namespace(model_files="all")
+    assert [dq.model_files(j, default) for j in jobs] == ["auto", "none", "none"]   # + hadis:mnist
+    assert {dq.model_files(j, asked) for j in jobs} == {"all"}
+
 @needs_usps
 def test_hadis_job_runs_and_its_record_is_returned(tmp_path):
     out = tmp_path / "out"
