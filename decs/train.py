@@ -827,14 +827,14 @@ def _scalar(value) -> bool:
     return not isinstance(value, (dict, list))
 
 
-def _one_line(value) -> bool:
-    """A list of scalars, or a list element whose values are scalars or lists of scalars (one
-    history entry): written on one line."""
-    values = value.values() if isinstance(value, dict) else value
-    return all(_scalar(v) or (isinstance(v, list) and all(map(_scalar, v))) for v in values)
+def _one_line(entry: dict) -> bool:
+    """A dict whose values are scalars or lists of scalars (one ``history`` entry): written on
+    one line when it is an element of a list."""
+    return all(_scalar(v) or (isinstance(v, list) and all(map(_scalar, v))) for v in entry.values())
 
 
 def _json_lines(value, level: int) -> str:
+    """``value`` as :func:`record_json` lays it out, its closing bracket indented ``level``."""
     if _scalar(value) or (isinstance(value, list) and all(map(_scalar, value))):
         return json.dumps(value, ensure_ascii=False)
     if not value:

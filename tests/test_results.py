@@ -403,17 +403,24 @@ def test_every_committed_record_has_a_wall_time_and_each_authors_run_a_kind():
     assert all(r["kind"] in results.AUTHORS_KINDS for r in results.load_authors_runs())
 
 
-def test_committed_results_stay_under_30_mb():
-    """Records and model files travel with every call to a lent GPU, together with the datasets
-    and the rest of the tree, inside 64 MiB: the results may take 30 MB of it (DESIGN)."""
+def _committed_results() -> tuple[Path, list[str]]:
+    """The checkout's root and the files under results/ that git tracks (skips outside a checkout)."""
     import shutil
     import subprocess
+
     root = Path(results.__file__).resolve().parents[1]
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout: which files are committed is unknown")
     files = subprocess.run(["git", "ls-files", "-z", "results"], cwd=root, capture_output=True,
                            check=True).stdout.decode().split("\0")
-    sizes = {f: (root / f).stat().st_size for f in files if f and (root / f).exists()}
+    return root, [f for f in files if f and (root / f).exists()]
+
+
+def test_committed_results_stay_under_30_mb():
+    """Records and model files travel with every call to a lent GPU, together with the datasets
+    and the rest of the tree, inside 64 MiB: the results may take 30 MB of it (DESIGN)."""
+    root, files = _committed_results()
+    sizes = {f: (root / f).stat().st_size for f in files}
     total = sum(sizes.values())
     largest = sorted(sizes, key=sizes.get)[-3:]
     assert total < 30e6, (f"results/ holds {total / 1e6:.1f} MB (largest: {largest}); keep model "
@@ -438,16 +445,9 @@ def test_record_json_keeps_the_content_and_writes_a_history_entry_per_line():
 def test_every_committed_json_file_is_in_the_record_layout():
     """What `python -m decs` writes (decs.train.record_json); an older file is rewritten, content
     unchanged, by tools/format_results.py."""
-    import shutil
-    import subprocess
-
     from decs.train import record_json
-    root = Path(results.__file__).resolve().parents[1]
-    if shutil.which("git") is None or not (root / ".git").exists():
-        pytest.skip("not a git checkout: which files are committed is unknown")
-    files = subprocess.run(["git", "ls-files", "-z", "results"], cwd=root, capture_output=True,
-                           check=True).stdout.decode().split("\0")
-    off = [f for f in files if f.endswith(".json") and (root / f).exists()
-           and record_json(json.loads((root / f).read_text(encoding="utf-8")))
-           != (root / f).read_text(encoding="utf-8")]
+
+    root, files = _committed_results()
+    texts = {f: (root / f).read_text(encoding="utf-8") for f in files if f.endswith(".json")}
+    off = [f for f, text in texts.items() if record_json(json.loads(text)) != text]
     assert not off, f"not in the record layout (run python tools/format_results.py): {off[:5]}"
