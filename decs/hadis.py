@@ -159,6 +159,12 @@ def run_name(cfg: HaDisConfig, seed: int) -> str:
     return f"{cfg.profile}-seed{seed}" + tag.replace(" ", "").replace("(", "").replace(")", "")
 
 
+def variant_name(hsd: bool) -> str:
+    """The name a run's tables and records give it: ``"HaDis"``, or ``"ProPos (HaDis without
+    HSD)"`` for the ablation without the HSD loss. See :doc:`/book/hadis`."""
+    return "HaDis" if hsd else "ProPos (HaDis without HSD)"
+
+
 # ------------------------------------------------------------------------------- losses
 def _check_pair(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
     if a.ndim != 2 or a.shape != b.shape:
@@ -586,7 +592,7 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: HaDisConfig, seed: int = 0, device:
     res = fit_hadis(x, k, cfg, seed, y, checkpoint, progress, on_epoch)
     final = evaluate(y, res.labels)
     record = {
-        "dataset": dataset, "method": "hadis", "variant": "HaDis" if cfg.hsd else "ProPos (HaDis without HSD)",
+        "dataset": dataset, "method": "hadis", "variant": variant_name(cfg.hsd),
         "profile": cfg.profile,
         "seed": seed, "n_samples": int(x.shape[0]), "n_clusters": k, "input_shape": list(x.shape[1:]),
         "final": {**{m: final[m] for m in ("acc", "nmi", "ari")},

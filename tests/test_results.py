@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from decs import results
+from decs import hadis, results
 
 
 def _record(tmp: Path, dataset, method, profile, seed, acc, nmi=0.5, best=None, name=None):
@@ -69,7 +69,7 @@ def _hadis_record(tmp: Path, dataset, profile, seed, acc, nmi, hsd=True, name=No
                   minutes=20.0, gpu=None):
     """A HaDis run record as decs.hadis.run writes it (the fields the tables read)."""
     rec = {"dataset": dataset, "method": "hadis", "profile": profile, "seed": seed,
-           "variant": "HaDis" if hsd else "ProPos (HaDis without HSD)",
+           "variant": hadis.variant_name(hsd),
            "final": {"acc": acc, "nmi": nmi, "ari": 0.1, "clusters_used": 10},
            "config": {"profile": profile, "epochs": epochs, "hsd": hsd},
            "wall_time_s": {"train": minutes * 60, "this_call": minutes * 60},
