@@ -465,6 +465,9 @@ def findings(records: list[dict] | None = None) -> str:
             continue
         cfg = decs[0]["config"]
         emptied = sum(clusters_used(r) < r["n_clusters"] for r in decs)
+        shrunk = [nearly_emptied(r) for r in decs]
+        nearly = [n for sizes in shrunk for n in sizes]
+        n_shrunk = sum(bool(sizes) for sizes in shrunk)
         below = sum(r["final"]["acc"] < r["kmeans_on_embedding"]["acc"] for r in decs)
         pub = PUBLISHED["DECS"].get(ds, (None, None))[0]
         lines.append(
@@ -473,6 +476,8 @@ def findings(records: list[dict] | None = None) -> str:
             f"{fmt(*row['decs_acc'])} against DEC's {fmt(*row['dec_acc'])} from the same networks; "
             f"{below} of {len(decs)} DECS runs end below their k-means start "
             f"({fmt(*row['kmeans_embedding_acc'])}) and {emptied} empty a cluster"
+            + (f"; {n_shrunk} keep{'s' * (n_shrunk == 1)} a cluster it shrank under 1 % of the images "
+               f"(final size{'s' * (len(nearly) > 1)} {', '.join(map(str, nearly))})" if nearly else "")
             + (f"; published DECS: {pub:.3f}." if pub is not None else "."))
     return "\n".join(lines) if lines else "- (no committed protocol records yet)"
 
@@ -484,8 +489,22 @@ REMEDY_BASELINES = {"decs": "DECS (as published)", "dec": "DEC"}
 
 
 def clusters_used(rec: dict) -> int:
-    """How many clusters hold at least one sample at the end of a run (its last history entry)."""
+    """How many clusters hold at least one sample at the end of a run (its last history entry).
+    A cluster of a handful of samples counts as used: see :func:`nearly_emptied`."""
     return int(np.count_nonzero(rec["history"][-1]["cluster_sizes"]))
+
+
+def nearly_emptied(rec: dict, share: float = 0.01, factor: float = 5.0) -> list[int]:
+    """The final sizes of the clusters a run kept but shrank to under ``share`` of the samples,
+    from at least ``factor`` times as many at its k-means start (its first history entry): the
+    clusters the estimators' degenerate-fit warning names beside the emptied ones
+    (:func:`decs.estimator.degenerate_clusters`). A cluster of 2 images out of 10,000 is in use
+    for :func:`clusters_used`, yet it is dying (:doc:`/book/dying_clusters`)."""
+    from .estimator import degenerate_clusters
+
+    sizes = rec["history"][-1]["cluster_sizes"]
+    _, small = degenerate_clusters(sizes, rec["history"][0]["cluster_sizes"], share, factor)
+    return [int(sizes[i]) for i in small]
 
 
 def remedy_runs(records: list[dict] | None = None) -> list[dict]:

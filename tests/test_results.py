@@ -232,6 +232,23 @@ def test_findings_are_computed_from_the_records():
     assert results.findings([]) == "- (no committed protocol records yet)"
 
 
+def test_a_kept_cluster_of_a_few_samples_is_counted_as_nearly_emptied():
+    def run(end, method="decs", seed=0):
+        rec = _rec("usps", "cpu", method, seed, 0.9, 0.93, end)
+        rec["history"].insert(0, {"cluster_sizes": [300, 300, 400]})      # the k-means start
+        return rec
+
+    assert results.nearly_emptied(run([598, 2, 400])) == [2]
+    assert results.clusters_used(run([598, 2, 400])) == 3                 # in use, yet dying
+    assert results.nearly_emptied(run([600, 0, 400])) == []               # emptied, not nearly
+    assert results.nearly_emptied(run([290, 310, 400])) == []
+    assert results.nearly_emptied(run([295, 5, 700]), share=0.001) == []  # 0.5 % is over 0.1 %
+    recs = [run([598, 2, 400]), run([290, 310, 400], seed=1), run([300, 300, 400], "dec"),
+            run([300, 300, 400], "dec", 1)]
+    text = results.findings(recs)
+    assert "0 empty a cluster; 1 keeps a cluster it shrank under 1 % of the images (final size 2)" in text
+    assert "shrank" not in results.findings(recs[1:] + [run([290, 310, 400])])
+
 def test_remedy_runs_label_each_run_and_mark_the_seeds_every_method_ran():
     def rec(ds, prof, method, seed, acc, sizes, change=""):
         r = _rec(ds, prof, method, seed, acc, 0.9, sizes)
