@@ -87,9 +87,18 @@ def load_records(root: Path | str = RESULTS, dataset: str | None = None, method:
     return out
 
 
+def run_changes(rec: dict) -> str:
+    """What a record's run changed from its profile's settings, as its file name spells it
+    (:func:`run_name`): ``"precision=bf16"`` for ``cpu-seed2+precision=bf16.json``,
+    ``"alpha=2.0+lam=0.4"`` for two changes, ``""`` for a run of the protocol unchanged. The pages
+    select ablations, remedies and variants with it (:doc:`/book/reproducibility`,
+    :doc:`/book/10_ablations`, :doc:`/book/dying_clusters`)."""
+    return Path(rec.get("path", "")).stem.partition("+")[2]
+
+
 def is_protocol_run(rec: dict) -> bool:
     """True when a record ran its profile's settings unchanged (its file name has no ``+field=…``)."""
-    return "+" not in Path(rec.get("path", "")).stem
+    return not run_changes(rec)
 
 
 def wall_seconds(rec: dict) -> float:
@@ -160,7 +169,7 @@ def table_cell(rec: dict) -> str | None:
     for a HaDis run whose only change is its HSD loss off (file ``<profile>-seed<n>+hsd=False``),
     and None for every other changed run (those belong to the ablations). Used in
     :doc:`/book/five_datasets`; HaDis and ProPos are taught in :doc:`/book/hadis`."""
-    changes = Path(rec.get("path", "")).stem.partition("+")[2]
+    changes = run_changes(rec)
     if not changes:
         return rec["method"]
     return "propos" if rec["method"] == "hadis" and changes == HADIS_WITHOUT_HSD else None
@@ -518,7 +527,7 @@ def remedy_runs(records: list[dict] | None = None) -> list[dict]:
     records = load_records() if records is None else records
     rows = []
     for r in records:
-        changes = Path(r.get("path", "")).stem.partition("+")[2]
+        changes = run_changes(r)
         label = REMEDY_BASELINES.get(r["method"]) if not changes else (
             REMEDIES.get(changes) if r["method"] == "decs" else None)
         if label is None:

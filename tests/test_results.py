@@ -1,4 +1,5 @@
 """The results tables are aggregated from run records, never typed in."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -63,6 +64,21 @@ def test_filters_and_protocol_flag(tmp_path):
     flags = {Path(r["path"]).stem: results.is_protocol_run(r) for r in recs}
     assert flags == {"cpu-seed0": True, "cpu-seed0+maxiter=100": False}
     assert results.load_records(tmp_path, profile="paper") == []
+
+
+def test_run_changes_reads_back_what_run_name_wrote():
+    """The pages select ablations and variants by results.run_changes: it must read the changes
+    run_name spells into the file name, and nothing for a run of the protocol."""
+    from decs.config import get_config
+
+    base = get_config("cpu")
+    assert results.run_changes({"path": f"r/usps/decs/{results.run_name(base, 2)}.json"}) == ""
+    cfg = dataclasses.replace(base, precision="bf16")
+    rec = {"path": f"r/usps/decs/{results.run_name(cfg, 2)}.json"}
+    assert results.run_changes(rec) == "precision=bf16" and not results.is_protocol_run(rec)
+    two = dataclasses.replace(base, alpha=2.0, lam=0.1)
+    assert results.run_changes({"path": f"r/{results.run_name(two, 0)}.json"}) == "alpha=2.0+lam=0.1"
+    assert results.run_changes({"method": "kmeans-raw"}) == ""   # a record in memory, no file
 
 
 def _hadis_record(tmp: Path, dataset, profile, seed, acc, nmi, hsd=True, name=None, epochs=150,
