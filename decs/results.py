@@ -90,7 +90,7 @@ def load_records(root: Path | str = RESULTS, dataset: str | None = None, method:
 def run_changes(rec: dict) -> str:
     """What a record's run changed from its profile's settings, as its file name spells it
     (:func:`run_name`): ``"precision=bf16"`` for ``cpu-seed2+precision=bf16.json``,
-    ``"alpha=2.0+lam=0.4"`` for two changes, ``""`` for a run of the protocol unchanged. The pages
+    ``"alpha=0.05+lam=0.1"`` for two changes, ``""`` for a run of the protocol unchanged. The pages
     select ablations, remedies and variants with it (:doc:`/book/reproducibility`,
     :doc:`/book/10_ablations`, :doc:`/book/dying_clusters`)."""
     return Path(rec.get("path", "")).stem.partition("+")[2]
