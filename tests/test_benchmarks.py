@@ -39,6 +39,45 @@ def test_speed_script_times_each_precision_in_turn(tmp_path, monkeypatch, one_th
     assert all(r["pretrain_s_per_epoch"] > 0 for r in rows)
 
 
+STEP_PROFILE = runpy.run_path(str(SCRIPT.parent / "step_profile.py"))
+
+
+def test_step_profile_names_the_part_of_each_operator():
+    """An operator goes to the part its own name matches, else to its nearest caller's part:
+    Adam's arithmetic to Adam, a backward convolution's bookkeeping to the backward part."""
+    class Ev:
+        def __init__(self, name, parent=None):
+            self.name, self.cpu_parent = name, parent
+
+    part_of, other = STEP_PROFILE["part_of"], STEP_PROFILE["OTHER"]
+    step = Ev("Optimizer.step#Adam.step")
+    assert part_of(Ev("aten::sqrt", step)) == "Adam"
+    assert part_of(Ev("aten::mul_", Ev("aten::sqrt", step))) == "Adam"
+    backward = Ev("autograd::engine::evaluate_function: ConvolutionBackward0")
+    assert part_of(backward) == "convolutions, backward"
+    assert part_of(Ev("aten::convolution_backward", backward)) == "convolutions, backward"
+    assert part_of(Ev("aten::mkldnn_convolution", Ev("aten::conv2d"))) == "convolutions, forward"
+    assert part_of(Ev("aten::empty", Ev("aten::grid_sampler_2d"))) == "augmentation"
+    assert part_of(Ev("aten::index")) == other
+
+
+@pytest.mark.skipif(not data.is_available("usps"), reason="USPS files not found under DECS_DATA (see data/README.md)")
+def test_step_profile_splits_the_whole_profiled_epoch(tmp_path, monkeypatch, one_thread):
+    out = tmp_path / "profile.json"
+    monkeypatch.setattr(sys, "argv", [str(SCRIPT.parent / "step_profile.py"), "--precisions", "fp32",
+                                      "--epochs", "1", "--subset", "300", "--out", str(out)])
+    runpy.run_path(str(SCRIPT.parent / "step_profile.py"), run_name="__main__")
+    report = json.loads(out.read_text())
+    (prof,) = report["profiles"]
+    parts = prof["parts_s_per_epoch"]
+    assert prof["n"] == 300 and report["batch_size"] == 256
+    # the parts add up to the profiled epoch; a pretraining step convolves, augments, runs Adam
+    assert sum(parts.values()) == pytest.approx(prof["s_per_epoch_profiled"], abs=0.01)
+    for part in ("convolutions, forward", "convolutions, backward", "augmentation", "Adam"):
+        assert parts[part] > 0, part
+    assert results.load_benchmarks(tmp_path) == []   # not a speed.py file: the speed table skips it
+
+
 def test_every_chapter_becomes_a_script_the_device_can_run(tmp_path):
     """benchmarks/device_notebooks.py: each notebook's code compiles as plain Python (magics turned
     into calls to a stand-in shell), and the stand-in IPython.display works without IPython."""
