@@ -21,7 +21,7 @@ import torch
 from decs.config import get_config
 from decs.data import load
 from decs.models import ConvAutoencoder
-from decs.train import cluster, environment_info, get_device, make_generator, predict, record_json
+from decs.train import cluster, environment_info, get_device, make_generator, predict, report_record
 
 VARIANTS = {"protocol": {}, "balance=1.0": {"balance": 1.0}, "reseed_empty=true": {"reseed_empty": True}}
 
@@ -73,11 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         "s_per_iteration_median": {v: round(t, 5) for v, t in per_it.items()},
         "ratio_to_protocol": {v: round(t / per_it["protocol"], 3) for v, t in per_it.items()},
     }
-    text = record_json(report).rstrip("\n")
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    report_record(report, args.out)
     return report
 
 

@@ -21,7 +21,8 @@ import torch
 from decs.config import get_config
 from decs.data import load
 from decs.models import ConvAutoencoder
-from decs.train import cluster, environment_info, get_device, make_generator, predict, pretrain, record_json
+from decs.train import (benchmark_command, cluster, environment_info, get_device, make_generator, predict,
+                        pretrain, report_record)
 
 
 def _sync(device):
@@ -84,15 +85,10 @@ def main() -> None:
     results = [bench(d, args.epochs, args.iterations, device, args.subset, prec)
                for d in args.datasets for _ in range(args.rounds or 1)
                for prec in (args.precisions or ["fp32"])]
-    report = {"command": "python benchmarks/speed.py " + " ".join(f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                                                              for k, v in vars(args).items() if v is not None and k != "out"),
+    report = {"command": benchmark_command("benchmarks/speed.py", args),
               "environment": environment_info(device),
               "wall_time_s": round(time.perf_counter() - t0, 1), "results": results}
-    text = record_json(report).rstrip("\n")
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    report_record(report, args.out)
 
 
 if __name__ == "__main__":

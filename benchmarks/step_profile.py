@@ -24,7 +24,8 @@ from torch.profiler import ProfilerActivity, profile
 from decs.config import get_config
 from decs.data import load
 from decs.models import ConvAutoencoder
-from decs.train import environment_info, get_device, make_generator, pretrain, record_json
+from decs.train import (benchmark_command, environment_info, get_device, make_generator, pretrain,
+                        report_record)
 
 # The parts a step is split into. An operator's own time goes to the first part whose pattern
 # its name contains; an operator that matches none goes to the part of the nearest operator it
@@ -95,17 +96,11 @@ def main() -> None:
     x = x.to(device)
     t0 = time.perf_counter()
     rows = [profile_epoch(x, prec, args.epochs, device) for prec in args.precisions]
-    report = {"command": "python benchmarks/step_profile.py " + " ".join(
-                  f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                  for k, v in vars(args).items() if v is not None and k != "out"),
+    report = {"command": benchmark_command("benchmarks/step_profile.py", args),
               "dataset": args.dataset, "batch_size": get_config("paper").batch_size,
               "environment": environment_info(device),
               "wall_time_s": round(time.perf_counter() - t0, 1), "profiles": rows}
-    text = record_json(report).rstrip("\n")
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    report_record(report, args.out)
 
 
 if __name__ == "__main__":

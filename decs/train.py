@@ -867,3 +867,21 @@ def write_record(record: dict, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(record_json(record), encoding="utf-8")
     return path
+
+
+def benchmark_command(script: str, args) -> str:
+    """The command line that gives a benchmark's record again, from its parsed arguments: each
+    option that was set as ``--name value`` (a list's values separated by spaces), ``--out`` left
+    out because it names where the record went, not what it measured. ``script`` is the path from
+    the repository root, e.g. ``"benchmarks/speed.py"`` (:doc:`/book/reproducibility`)."""
+    options = (f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+               for k, v in vars(args).items() if v is not None and k != "out")
+    return " ".join(["python", script, *options])
+
+
+def report_record(record: dict, out: Path | str | None = None) -> None:
+    """Print a benchmark's record as :func:`record_json` lays it out and, when ``out`` is given,
+    also write it there with :func:`write_record` (:doc:`/book/reproducibility`)."""
+    print(record_json(record), end="")
+    if out is not None:
+        write_record(record, out)

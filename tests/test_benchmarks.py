@@ -12,6 +12,20 @@ from decs import data, results
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
 
+def test_a_benchmark_names_its_command_and_prints_what_it_writes(tmp_path, capsys):
+    import argparse
+    from decs.train import benchmark_command, report_record
+    args = argparse.Namespace(datasets=["usps", "mnist-test"], epochs=2, subset=None, out=tmp_path / "r.json")
+    assert benchmark_command("benchmarks/speed.py", args) == \
+        "python benchmarks/speed.py --datasets usps mnist-test --epochs 2"   # unset and --out left out
+    record = {"command": "c", "history": [{"it": 0, "acc": 0.5}], "sizes": [1, 2]}
+    report_record(record, args.out)
+    printed = capsys.readouterr().out
+    assert printed == args.out.read_text() and json.loads(printed) == record
+    report_record(record, None)                  # no file: printed only
+    assert json.loads(capsys.readouterr().out) == record and len(list(tmp_path.iterdir())) == 1
+
+
 @pytest.mark.skipif(not data.is_available("usps"), reason="USPS files not found under DECS_DATA (see data/README.md)")
 def test_speed_script_writes_its_json(tmp_path, monkeypatch, one_thread):
     out = tmp_path / "speed.json"
