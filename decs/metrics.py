@@ -42,6 +42,19 @@ def contingency(y_true, y_pred) -> np.ndarray:
     return w
 
 
+def confusion(y_true, y_pred, n_clusters: int) -> list[list[int]]:
+    """The run record's confusion matrix: row j counts the samples of each class (columns, in sorted
+    class order) that cluster j holds, for every cluster id 0..n_clusters-1, emptied ones included
+    (a row of zeros). Which classes share a cluster is read off a row (:doc:`/book/dying_clusters`)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    _, t = np.unique(y_true, return_inverse=True)
+    if y_pred.min() < 0 or y_pred.max() >= n_clusters:
+        raise ValueError(f"cluster ids must lie in 0..{n_clusters - 1}, got {y_pred.min()}..{y_pred.max()}.")
+    w = np.zeros((n_clusters, t.max() + 1), dtype=np.int64)
+    np.add.at(w, (y_pred.astype(np.int64), t), 1)
+    return w.tolist()
+
+
 def cluster_acc(y_true, y_pred) -> float:
     """Clustering accuracy: the fraction of samples correct under the best one-to-one map of
     clusters to classes, found with the Hungarian algorithm (``linear_sum_assignment``).

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from . import dec as dec_math
 from . import distributed
 from .config import METHODS, Config
-from .metrics import evaluate
+from .metrics import confusion, evaluate
 from .models import ConvAutoencoder, make_autoencoder
 from .stability import balance_penalty, determinacy, instability, otsu_threshold, sample_stability, soft_assign
 
@@ -809,6 +809,9 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
                                 "nmi": best["nmi"], "ari": best["ari"],
                                 "note": "chosen with the ground-truth labels; not a fair result"},
         "kmeans_on_embedding": evaluate(y, fitted.kmeans_labels),
+        "confusion": {"rows": "cluster", "columns": "class",
+                      "start": confusion(y, fitted.kmeans_labels, n_clusters),
+                      "final": confusion(y, res.labels, n_clusters)},
         "iterations": res.iterations, "stopped_early": res.stopped_early,
         "history": res.history, "pretrain_loss": fitted.pretrain_loss,
         "config": cfg.to_dict(),

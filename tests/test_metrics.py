@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from decs.metrics import (ari, cluster_acc, cluster_to_class, contingency, evaluate, matched_labels,
+from decs.metrics import (ari, cluster_acc, cluster_to_class, confusion, contingency, evaluate, matched_labels,
                           max_acc_with_empty_cluster, nmi)
 
 FAST = settings(max_examples=60, deadline=None)
@@ -179,3 +179,13 @@ def test_a_clustering_with_a_cluster_missing_scores_at_most_the_bound(y, data):
 def test_the_bound_refuses_no_labels():
     with pytest.raises(ValueError, match="empty"):
         max_acc_with_empty_cluster([])
+
+
+def test_confusion_keeps_emptied_clusters_as_zero_rows_and_counts_classes_per_cluster():
+    y = np.array([3, 3, 5, 7, 7, 7])
+    pred = np.array([2, 2, 0, 0, 0, 2])  # cluster 1 emptied; cluster 0 holds a 5 and two 7s
+    w = confusion(y, pred, 3)
+    assert w == [[0, 1, 2], [0, 0, 0], [2, 0, 1]]
+    assert sum(map(sum, w)) == len(y)
+    with pytest.raises(ValueError, match="cluster ids must lie in 0..1"):
+        confusion(y, pred, 2)
