@@ -54,6 +54,8 @@ TIMES = re.compile(r"Time for pretaining, clustering and total: \((\d+)s, (\d+)s
 FINAL = re.compile(r"Final: acc=([\d.]+), nmi=([\d.]+), ari=([-\d.]+)")
 SEED_NOTE = ("their run_exp.py calls set_seed(): Python, NumPy and PyTorch seeded with 2333, "
              "TensorFlow not named; two runs of it printed the same history")
+SEED_NOTE_DRAW = ("their run_exp.py's set_seed() seeded Python, NumPy and PyTorch with {seed} instead of "
+                  "2333 (through benchmarks/authors_tf_harness.py); TensorFlow not named")
 SEED_NOTE_MAIN = "their main.py seeds nothing: k-means and the augmentation are not seeded"
 BEST = re.compile(r"Best: Best_acc=([\d.]+), Best_nmi=([\d.]+), Best_ari=([-\d.]+)")
 
@@ -114,12 +116,45 @@ def _versions(python: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _keep_weights(work: Path, folder: Path, stem: str) -> Path | None:
+    """Copy their pretrained autoencoder's ``ae_weights.h5`` out of the temporary folder, as soon as it is
+    written: a run stopped during clustering keeps its pretraining for ``--pretrained-weights``."""
+    found = sorted(work.glob("results/**/ae_weights.h5"))
+    if not found:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / f"{stem}-ae_weights.h5"
+    shutil.copy(found[0], kept)
+    print(f"[authors-tf] kept their pretrained weights in {kept}", flush=True)
+    return kept
+
+
+def record_command(argv: list[str]) -> str:
+    """The record's command line, with this machine's folders as placeholders (``<authors-code>``,
+    ``<tf-python>``, ``<weights>``, ``<kept-weights>``): a record never names the paths of the machine that made it."""
+    holders = {"--code": "<authors-code>", "--python": "<tf-python>", "--keep-weights": "<kept-weights>"}
+    out, it = [], iter(argv)
+    for a in it:
+        flag, eq, val = a.partition("=")
+        if flag in holders or flag == "--pretrained-weights":
+            v = val if eq else next(it, "")
+            v = holders.get(flag) or "<weights>/" + Path(v).name
+            out.append(f"{flag}={v}" if eq else f"{flag} {v}")
+        else:
+            out.append(a)
+    return "python benchmarks/authors_tf.py " + " ".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--code", required=True, type=Path, help="the DECS/ folder of the authors' repository")
     p.add_argument("--commit", default=None, help="their commit, when --code is not inside a git checkout")
     p.add_argument("--python", required=True, help="a Python with TensorFlow 2.15 (see the docstring)")
-    p.add_argument("--dataset", default="usps")
+    p.add_argument("--dataset", default="usps", choices=["usps", "mnist-test", "mnist"],
+                   help="their dataset name; MNIST is read offline from DECS_DATA through the harness")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed their set_seed() with this instead of 2333, through benchmarks/authors_tf_harness.py "
+                        "(a new draw of their code; their files unchanged)")
     p.add_argument("--pretrain-epochs", type=int, default=None,
                    help="their pretraining (run_exp.py); or give --pretrained-weights")
     p.add_argument("--pretrained-weights", type=Path, default=None,
@@ -156,6 +191,16 @@ def main(argv: list[str] | None = None) -> None:
                          "authors' repository")
     if args.dataset == "usps" and not (args.code / "data/usps/usps_train.jf").is_file():
         raise SystemExit(f"{args.code}/data/usps/usps_train.jf is missing: gunzip the usps_train.jf.gz beside it")
+    if args.seed is not None and args.pretrained_weights is not None:
+        raise SystemExit("--seed seeds their run_exp.py (with pretraining); their main.py, which "
+                         "--pretrained-weights runs, calls no set_seed()")
+    mnist_dir = None
+    if args.dataset.startswith("mnist"):  # their loader downloads mnist.npz: read the idx files instead
+        from decs.data import data_root
+
+        mnist_dir = data_root() / "mnist"
+        if not (mnist_dir / "t10k-images-idx3-ubyte.gz").is_file():
+            raise SystemExit(f"{mnist_dir} has no MNIST idx files: set DECS_DATA (see data/README.md)")
     versions = _versions(args.python)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     if args.threads:
@@ -167,6 +212,18 @@ def main(argv: list[str] | None = None) -> None:
     else:  # main.py with run_exp.py's settings (update interval 30, batch 256); pretraining skipped
         their_cmd = ["main.py", "--dataset", args.dataset, "--pretrained-weights", "pretrained.h5",
                      "-i", "30", "--maxiter", str(args.maxiter), "--batch-size", "256"]
+    harness_args, changes = [], []
+    if args.seed is not None:
+        harness_args += ["--seed", str(args.seed)]
+        changes.append(f"their set_seed() wrapped by benchmarks/authors_tf_harness.py to seed Python, NumPy "
+                       f"and PyTorch with {args.seed} instead of 2333 (their files unchanged)")
+    if mnist_dir is not None:
+        harness_args += ["--mnist-dir", str(mnist_dir)]
+        changes.append("tensorflow.keras.datasets.mnist.load_data replaced by benchmarks/authors_tf_harness.py's "
+                       "reader of MNIST's original idx files (DECS_DATA/mnist): the same uint8 images and labels "
+                       "as Keras's mnist.npz, which this offline machine cannot download")
+    launch = [their_cmd[0]] if not harness_args else [
+        str(Path(__file__).with_name("authors_tf_harness.py")), *harness_args, "--script", their_cmd[0], "--"]
     lines: list[tuple[float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "DECS"
@@ -174,35 +231,35 @@ def main(argv: list[str] | None = None) -> None:
         if args.pretrained_weights is not None:
             shutil.copy(args.pretrained_weights, work / "pretrained.h5")
         t0 = time.perf_counter()
-        proc = subprocess.Popen([args.python, "-u", *their_cmd], cwd=work, env=env, text=True,
+        proc = subprocess.Popen([args.python, "-u", *launch, *their_cmd[1:]], cwd=work, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        kept = None
         for raw in proc.stdout:
             for line in raw.replace("\r", "\n").splitlines():  # Keras's progress bar rewrites its line
                 if line.strip():
                     lines.append((time.perf_counter() - t0, line))
-                    if EPOCH.match(line) or ITER.search(line) or "Time for" in line or "Final" in line:
+                    if EPOCH.match(line) or ITER.search(line) or "Time for" in line or "Final" in line \
+                            or line.startswith("[harness]"):
                         print(f"[authors-tf {lines[-1][0]:7.1f}s] {line}", flush=True)
+                    if "Pretrained weights are saved" in line and args.keep_weights is not None:
+                        kept = _keep_weights(work, args.keep_weights, args.out.stem)  # before clustering starts
         wall = time.perf_counter() - t0
         if proc.wait() != 0:
             tail = "\n".join(line for _, line in lines[-30:])
             raise SystemExit(f"the authors' code exited with {proc.returncode}:\n{tail}")
-        kept = None
-        if args.keep_weights is not None and args.pretrained_weights is None:
-            found = sorted(work.glob("results/**/ae_weights.h5"))
-            if found:
-                args.keep_weights.mkdir(parents=True, exist_ok=True)
-                kept = args.keep_weights / f"{args.out.stem}-ae_weights.h5"
-                shutil.copy(found[0], kept)
     rec = {
         "kind": "authors-tf",
         "dataset": args.dataset,
         "code": {"repository": "ChengZhanwen/DECS", "commit": args.commit or _git(args.code, "rev-parse", "HEAD"),
                  "modified": False},
         "their_command": "python " + " ".join(their_cmd),
-        "command": "python benchmarks/authors_tf.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": record_command(argv if argv is not None else sys.argv[1:]),
+        "environment_changes": changes,
         "settings": {"pretrain_epochs": args.pretrain_epochs, "maxiter": args.maxiter, "batch_size": 256,
                      "update_interval": 30, "augment": True,
-                     "seed": SEED_NOTE if args.pretrained_weights is None else SEED_NOTE_MAIN,
+                     "seed": (SEED_NOTE_MAIN if args.pretrained_weights is not None else SEED_NOTE
+                              if args.seed is None else SEED_NOTE_DRAW.format(seed=args.seed)),
+                     "seed_value": 2333 if args.seed is None and args.pretrained_weights is None else args.seed,
                      "threads": args.threads,
                      "pretrained_weights": None if args.pretrained_weights is None else {
                          "file": args.pretrained_weights.name, "from": args.weights_from,
