@@ -57,11 +57,15 @@ fresh-reader: $(STAMP)
 book-html: book
 	DECS_BUILT_BOOK=$(abspath _build/html) $(PY) -m pytest tests/test_built_book.py -q
 
+# _config.yml's local Sphinx extension (book/_ext), for a copy of the config in another folder
+LOCAL_EXT := -e 's|^    paper_numbers: book/_ext$$|    paper_numbers: $(CURDIR)/book/_ext|'
+
 ## the same build without executing notebooks: a broken reference, citation or toc entry fails here
 book-check: $(STAMP)
 	rm -rf _build/check && mkdir -p _build/check
 	# not executing means glued numbers are absent: their warnings are checked by `make book`
-	sed -e 's/execute_notebooks: force/execute_notebooks: "off"/' \
+	@# the copied config sits elsewhere: its local extension's folder (relative to the config) made absolute
+	sed -e 's/execute_notebooks: force/execute_notebooks: "off"/' $(LOCAL_EXT) \
 	    -e 's/suppress_warnings: \["mystnb.unknown_mime_type"\]/suppress_warnings: ["mystnb.unknown_mime_type", "mystnb.glue"]/' \
 	    _config.yml > _build/check/_config.yml
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build/check \
@@ -77,7 +81,7 @@ STUDENT_EXECUTE ?= force
 GLUE_OFF := -e 's/suppress_warnings: \["mystnb.unknown_mime_type"\]/suppress_warnings: ["mystnb.unknown_mime_type", "mystnb.glue"]/'
 book-student: $(STAMP)
 	rm -rf _build/student && mkdir -p _build/student
-	sed -e 's/execute_notebooks: force/execute_notebooks: "$(STUDENT_EXECUTE)"/' \
+	sed -e 's/execute_notebooks: force/execute_notebooks: "$(STUDENT_EXECUTE)"/' $(LOCAL_EXT) \
 	    -e 's/^  config:$$/  recursive_update: true\n  config:\n    hide_solutions: true\n    html_copy_source: false\n    html_theme_options:\n      use_download_button: false/' \
 	    $(if $(filter off,$(STUDENT_EXECUTE)),$(GLUE_OFF)) \
 	    _config.yml > _build/student/_config.yml

@@ -350,3 +350,64 @@ def test_notebook_code_lines_fit_the_page():
     assert not long, (f"{len(long)} code lines are longer than {PAGE_WIDTH} characters (wrap them "
                       "inside brackets):\n" + "\n".join(long))
     assert not wrapped, f"{wrapped} now fit the page: remove them from NOT_YET_WRAPPED"
+
+
+# ------------------------------------------------- a course can adopt it
+def _chapters() -> list[str]:
+    """The numbered chapters: every file of the toc's numbered parts (Parts I-IV), in order."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [c["file"] for part in toc["parts"] if part.get("numbered") for c in part["chapters"]]
+
+
+def test_chapters_are_numbered_and_their_objects_per_chapter():
+    """Exercise 4.2, Theorem 6.1, Figure 9.3: the toc numbers the chapters (Parts I-IV, not the
+    appendix) and Sphinx prefixes figures, tables, theorems and exercises with the chapter's number."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    numbered = [p["caption"] for p in toc["parts"] if p.get("numbered")]
+    assert numbered == [p["caption"] for p in toc["parts"] if p["caption"].startswith("Part ")], numbered
+    assert not any(p.get("numbered") for p in toc["parts"] if p["caption"] == "Appendix")
+    sphinx = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
+    assert sphinx["config"]["numfig"] is True and sphinx["config"]["numfig_secnum_depth"] == 1
+    assert "book/01_preface" in _chapters() and "book/hadis" in _chapters()
+
+
+def test_theorems_known_by_the_paper_s_number_are_unnumbered_theorems():
+    """The paper's Theorem 1 and the book's Theorem 1′ keep those names (book/_ext/paper_numbers.py):
+    each label of proof_paper_numbers is a {prf:theorem} with :nonumber:, found exactly once."""
+    import json
+
+    import yaml
+
+    sphinx = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
+    assert (ROOT / sphinx["local_extensions"]["paper_numbers"] / "paper_numbers.py").is_file()
+    names = sphinx["config"]["proof_paper_numbers"]
+    assert names == {"th1-paper": "1", "th1-corrected": "1′"}
+    text = "".join("".join(c["source"]) for p in _notebooks() for c in json.loads(p.read_text())["cells"]
+                   if c["cell_type"] == "markdown")
+    for label in names:
+        found = re.findall(rf"```\{{prf:theorem\}}[^\n]*\n:label: {label}\n:nonumber:\n", text)
+        assert len(found) == 1, f"{label} is not one {{prf:theorem}} written with :nonumber:"
+
+
+def test_every_chapter_opens_with_prerequisites_and_learning_objectives():
+    """Each numbered chapter says, before its first section, what it assumes and what a reader can
+    do after it (an admonition "Prerequisites" and one "Learning objectives", or the two in one)."""
+    import json
+
+    missing = []
+    for entry in _chapters():
+        path = next(p for p in (ROOT / f"{entry}.md", ROOT / f"{entry}.ipynb") if p.exists())
+        if path.suffix == ".ipynb":
+            text = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                             if c["cell_type"] == "markdown")
+        else:
+            text = path.read_text()
+        opening = re.split(r"^## ", text, maxsplit=1, flags=re.M)[0]
+        if not (re.search(r"\{admonition\} Prerequisites", opening)
+                and re.search(r"[Ll]earning objectives|\*After this chapter you can\*", opening)):
+            missing.append(entry)
+    assert not missing, f"these chapters do not open with prerequisites and learning objectives: {missing}"
