@@ -81,10 +81,39 @@ def training_curves(history: list[dict], keys=("acc", "nmi"), title: str | None 
     return ax
 
 
+def class_colours(labels, n_classes: int | None = None) -> np.ndarray:
+    """One colour per class, the same wherever a class appears: ``tab10`` for up to ten classes
+    (class c gets the c-th colour), ``nipy_spectral`` spread over ``n_classes`` for more.
+    labels: integers 0, ..., n_classes - 1; returns an N×4 RGBA array."""
+    labels = _np(labels).astype(int)
+    n = int(labels.max()) + 1 if n_classes is None else int(n_classes)
+    if n <= 10:
+        return plt.get_cmap(PALETTE)(labels)
+    return plt.get_cmap("nipy_spectral")(labels / max(n - 1, 1))
+
+
+def class_key(fig, labels, title: str = "true digit", names=None, **legend_kw):
+    """The key to the class colours of :func:`class_colours` (and so of :func:`embedding_2d`):
+    one marker per class in a row under the figure, titled ``title``. A figure whose colours
+    encode classes needs it, or the reader cannot tell which colour is which digit
+    (``tests/test_book.py`` checks the notebooks call it). ``names``: the class names, default
+    the class numbers."""
+    classes = np.arange(int(_np(labels).max()) + 1)
+    colours = class_colours(classes)
+    names = [str(c) for c in classes] if names is None else list(names)
+    handles = [plt.Line2D([], [], ls="", marker="o", markersize=7, color=colours[c], label=names[c])
+               for c in classes]
+    kw = {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0), "ncol": min(len(classes), 10),
+          "title": title, "frameon": False, "handletextpad": 0.1, "columnspacing": 1.0}
+    kw.update(legend_kw)
+    return fig.legend(handles=handles, **kw)
+
+
 def embedding_2d(z, labels, centroids=None, method: str = "tsne", seed: int = 0, max_points: int = 3000,
                  title: str | None = None, ax=None):
     """A 2-D picture of embeddings z coloured by ``labels`` (t-SNE, or PCA with method="pca"),
-    centroids marked with black crosses (embedded together with the points)."""
+    centroids marked with black crosses (embedded together with the points). The colours are
+    :func:`class_colours`: name them with :func:`class_key` on the figure."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -102,8 +131,8 @@ def embedding_2d(z, labels, centroids=None, method: str = "tsne", seed: int = 0,
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
     pts_xy = xy[:len(keep)]
-    ax.scatter(pts_xy[:, 0], pts_xy[:, 1], c=labels[keep], cmap=PALETTE if labels.max() < 10 else "nipy_spectral",
-               s=4, alpha=0.7, linewidths=0)
+    ax.scatter(pts_xy[:, 0], pts_xy[:, 1], c=class_colours(labels[keep], labels.max() + 1), s=4, alpha=0.7,
+               linewidths=0)
     if k:
         ax.scatter(xy[len(keep):, 0], xy[len(keep):, 1], marker="x", c="black", s=80, linewidths=2, label="centroids")
         ax.legend(loc="best")
