@@ -411,3 +411,77 @@ def test_every_chapter_opens_with_prerequisites_and_learning_objectives():
                 and re.search(r"[Ll]earning objectives|\*After this chapter you can\*", opening)):
             missing.append(entry)
     assert not missing, f"these chapters do not open with prerequisites and learning objectives: {missing}"
+
+
+# ------------------------------------------------------------------ markup MyST renders as meant
+def _markdown_sources():
+    """(where, text) of every markdown cell of every notebook and of every page in markdown."""
+    import json
+
+    for path in _notebooks():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for i, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] == "markdown":
+                yield f"{path.name} cell {i}", "".join(cell["source"])
+    for path in sorted((ROOT / "book").glob("*.md")):
+        yield path.name, path.read_text(encoding="utf-8")
+
+
+def test_display_math_is_set_off_by_blank_lines_and_no_line_starts_a_list_by_accident():
+    """A ``$$`` block right after a line of text (or with text right after its closing ``$$``) is
+    not display math inside a directive such as ``{prf:proof}``: the page shows dollar signs and
+    TeX. A wrapped line that begins with ``+ `` after a line of text becomes a list item (the
+    book writes its lists with ``*``, so a ``+`` there is always a wrapped formula). Either shows up in the built HTML (tests/test_built_book.py); this catches it
+    before a build."""
+    bad = []
+    for where, text in _markdown_sources():
+        lines, in_math, fences = text.split("\n"), False, []   # fences: (backticks, is code)
+        for j, line in enumerate(lines):
+            s, prev = line.strip(), (lines[j - 1].strip() if j else "")
+            nxt = lines[j + 1].strip() if j + 1 < len(lines) else ""
+            fence = re.match(r"(`{3,})\s*(.*)", s)
+            if fence and not in_math:
+                ticks, info = len(fence.group(1)), fence.group(2)
+                if not info and fences and fences[-1][0] == ticks:
+                    fences.pop()
+                else:   # ```{directive} holds markdown; ```python (or a bare ```) holds code
+                    fences.append((ticks, not info.startswith("{")))
+                continue
+            if any(code for _, code in fences):
+                continue
+            if s.startswith("$$"):
+                one_line = len(s) > 2 and s.endswith("$$")
+                if not in_math and prev and not prev.startswith((":", "```")):
+                    bad.append(f"{where} line {j + 1}: $$ right after text: {prev[-60:]!r}")
+                if (in_math or one_line) and nxt and not nxt.startswith((":", "```")):
+                    bad.append(f"{where} line {j + 1}: text right after the closing $$: {nxt[:60]!r}")
+                if not one_line:
+                    in_math = not in_math
+                continue
+            if not in_math and re.match(r"\s*\+\s", line) and prev and not re.match(r"[-+*]\s", prev):
+                bad.append(f"{where} line {j + 1}: a wrapped line begins with '+' (a list item): {s[:60]!r}")
+    assert not bad, "markup that MyST renders as something else:\n" + "\n".join(bad)
+
+
+# a scatter plot whose colours come from the data (c=labels, c=truth, ...) or a 2-D embedding
+# picture: colours encode classes
+CLASS_COLOURS = re.compile(r"\.scatter\([^)]*\bc=(?![\"'])|embedding_2d\(")
+# what names the colours: a key of the classes, a colour bar, or a legend given its handles
+COLOUR_KEY = re.compile(r"class_key\(|colorbar\(|\.legend\([^)]*handles=")
+
+
+def test_figures_whose_colours_encode_classes_have_a_key():
+    """A code cell that colours points by class (t-SNE of the digits, toy blobs) also draws the
+    key to those colours (:func:`decs.plots.class_key`, a colour bar, or a legend with a handle
+    per class); without it the reader cannot tell which colour is which digit. A cell that only
+    draws for an exercise's solution is held to it too."""
+    import json
+
+    missing = []
+    for path in _notebooks():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for i, cell in enumerate(nb["cells"]):
+            src = "".join(cell["source"])
+            if cell["cell_type"] == "code" and CLASS_COLOURS.search(src) and not COLOUR_KEY.search(src):
+                missing.append(f"{path.name} cell {i}")
+    assert not missing, f"figures colouring points by class with no key to the colours: {missing}"
