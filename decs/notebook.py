@@ -64,11 +64,79 @@ def _prepare_data(names: Sequence[str], root: Path) -> list[str]:
     return lines
 
 
+def choose_profile(device: torch.device) -> tuple[str, str]:
+    """The profile a chapter runs at, and why: ``DECS_PROFILE`` when the reader set it; else
+    ``ci`` on a runtime without a GPU (a Colab CPU runtime, a laptop), where the longer profiles'
+    training cells take many minutes each; else ``cpu``. The choice is written into
+    ``DECS_PROFILE`` of this process, so that every later :func:`decs.config.get_config` agrees.
+    Used by :func:`setup` in every chapter, e.g. :doc:`/book/08_training_usps`."""
+    if os.environ.get("DECS_PROFILE", "").strip():
+        return get_config().profile, "set by DECS_PROFILE"
+    if device.type == "cpu":
+        os.environ["DECS_PROFILE"] = "ci"
+        return "ci", ("chosen because this runtime has no GPU; set DECS_PROFILE=cpu (or paper) before this "
+                      "cell for the longer runs")
+    os.environ["DECS_PROFILE"] = "cpu"
+    return "cpu", "the default on a GPU; set DECS_PROFILE=paper for the authors' lengths, ci for the shortest"
+
+
+def skip_long() -> bool:
+    """True when ``DECS_SKIP_LONG=1``: the cells that would run for more than a few minutes at the
+    active profile (:func:`long_step`) are skipped."""
+    return os.environ.get("DECS_SKIP_LONG", "0").strip().lower() in ("1", "true", "yes")
+
+
+def long_step(what: str, minutes: float) -> bool:
+    """Before a cell that trains at the active profile: say how long it will take and whether it
+    runs. ``minutes`` is the cell's estimate (:func:`minutes_at`); a step of more than
+    ``LONG_MINUTES`` is skipped when ``DECS_SKIP_LONG=1`` (then False: the cell shows what it
+    can without it). Used in :doc:`/book/08_training_usps` and the other pages that train."""
+    long = minutes > LONG_MINUTES
+    about = f"about {minutes:.0f} min" if minutes >= 1 else "under a minute"
+    if long and skip_long():
+        print(f"{what}: {about} at the {get_config().profile} profile: SKIPPED (DECS_SKIP_LONG=1)")
+        return False
+    hint = "; set DECS_SKIP_LONG=1 and rerun to skip it" if long else ""
+    print(f"{what}: {about} at the {get_config().profile} profile{hint}", flush=True)
+    return True
+
+
+LONG_MINUTES = 3.0
+"""A step estimated to run longer than this many minutes is "long" (:func:`long_step`)."""
+
+# Seconds on 2 CPU cores (2 threads), from results/benchmarks/cpu-2cores.json (a test checks them
+# against it; kept here because an installed package may not have the file): pretraining, per
+# image and epoch, by image size in pixels; clustering, per iteration with its evaluations.
+_PRETRAIN_S_PER_IMAGE = {16 * 16: 2.688 / 9298, 28 * 28: 8.299 / 10000}
+_CLUSTER_S_PER_ITERATION = {16 * 16: 0.0523, 28 * 28: 0.2049}
+
+
+def minutes_at(dataset: str, cfg: Config | None = None, runs: int = 1, pretrain: bool = True) -> float:
+    """About how many minutes ``runs`` runs of :func:`decs.train.run` on ``dataset`` take at
+    ``cfg`` (default: the active profile) on 2 CPU cores, from the speed benchmark of
+    :doc:`/book/reproducibility`; ``pretrain=False`` when the runs share a pretrained network.
+    An upper bound where checkpoints already hold part of the work, and far more than a GPU
+    takes. What :func:`long_step` prints before a chapter trains."""
+    from .data import DATASETS, canonical_name
+
+    cfg = cfg or get_config()
+    info = DATASETS[canonical_name(dataset)]
+    pixels = info.shape[0] * info.shape[1] * info.shape[2]
+    size = min(_PRETRAIN_S_PER_IMAGE, key=lambda p: abs(p - pixels))  # the nearest benchmarked size
+    scale = pixels / size
+    n = min(cfg.subset or info.n_samples, info.n_samples)
+    seconds = runs * cfg.maxiter * _CLUSTER_S_PER_ITERATION[size] * scale
+    if pretrain:
+        seconds += runs * cfg.pretrain_epochs * n * _PRETRAIN_S_PER_IMAGE[size] * scale
+    return seconds / 60
+
+
 def setup(seed: int = 0, data: Sequence[str] = ()) -> Setup:
     """Seed everything, choose device and profile, find the data, set the plot style, and say so.
 
-    The profile comes from ``DECS_PROFILE`` (``ci``, ``cpu`` or ``paper``; default ``cpu``),
-    the device from ``DECS_DEVICE`` (default: cuda if available), the data from ``DECS_DATA``.
+    The profile comes from ``DECS_PROFILE`` (``ci``, ``cpu`` or ``paper``); when it is not set,
+    ``ci`` on a runtime without a GPU and ``cpu`` on one with a GPU (:func:`choose_profile`). The
+    device comes from ``DECS_DEVICE`` (default: cuda if available), the data from ``DECS_DATA``.
     ``data`` names the datasets the chapter reads: a missing one is downloaded (checksummed;
     ``DECS_DOWNLOAD=0`` turns that off) and one that stays missing is reported, not fatal. An
     installed package (Colab) also fetches the release's committed results into the user's cache
@@ -80,19 +148,99 @@ def setup(seed: int = 0, data: Sequence[str] = ()) -> Setup:
     # MyST-NB's glue formats numbers from their text repr; NumPy 2 writes scalars as
     # "np.float64(0.42)", which it cannot format. The 1.25 repr is the plain number.
     np.set_printoptions(legacy="1.25")
-    cfg = get_config()
     device = get_device()
+    _, why = choose_profile(device)
+    cfg = get_config()
     root = data_root()
     use_style()
+    _register_magics()
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
     notes = _prepare_data(data, root)
     if downloads_allowed():
         ensure_fetched()
     print(f"profile={cfg.profile} | device={device} ({hw}) | data={display_path(root)} | seed={seed} | "
           f"torch {torch.__version__}, python {platform.python_version()}")
+    print(f"  profile {cfg.profile}: {why}")
     for line in notes:
         print("  " + line)
     return Setup(cfg.profile, cfg, device, root, seed)
+
+
+# ------------------------------------------------------------- without the committed results
+# A checkout reads results/; an installed package the release's copy, fetched by setup() into the
+# user's cache. Offline, or before the release is published, that copy is missing or partial:
+# the pages then say what they cannot show (as chapter 02 does for a dataset) and go on.
+def results_note() -> str:
+    """Why committed results may be missing on this machine, for a "not available" line."""
+    from .paths import in_checkout
+    from .results import RESULTS
+
+    if os.environ.get("DECS_RESULTS", "").strip():
+        return f"DECS_RESULTS names {display_path(RESULTS)}, which does not hold it"
+    if in_checkout():
+        return "this checkout's results/ does not hold it"
+    return ("the release's results could not be fetched into the user's cache (offline, or the release "
+            "is not published yet); set DECS_RESULTS to a copy of the repository's results/ folder")
+
+
+def _present(found) -> bool:
+    if found is None:
+        return False
+    if isinstance(found, Path):
+        return found.exists()
+    try:
+        return len(found) > 0
+    except TypeError:
+        return bool(found)
+
+
+def available(what: str, found) -> bool:
+    """Whether ``found`` (records, table rows, a file, a value a cell read from ``results/``) is
+    there; when it is not (None, empty, a missing path), print ``what: NOT AVAILABLE ...`` with
+    the reason (:func:`results_note`) and return False, so the page says what it cannot show
+    instead of failing. Used with the ``%%needs`` cell magic (:func:`needs`), e.g. in
+    :doc:`/book/theorem1`. In a checkout reading its own ``results/`` (no ``DECS_RESULTS``) the
+    files are committed, so a miss there is a bug and raises (the tests fail on it)."""
+    from .paths import in_checkout
+
+    if _present(found):
+        return True
+    if in_checkout() and not os.environ.get("DECS_RESULTS", "").strip():
+        raise AssertionError(f"{what}: missing from this checkout's results/, where it is committed")
+    print(f"{what}: NOT AVAILABLE on this machine ({results_note()}); the cells that need it are skipped")
+    return False
+
+
+def first_file(*paths: Path) -> Path | None:
+    """The first of ``paths`` that exists, or None (then :func:`available` says so)."""
+    return next((Path(p) for p in paths if Path(p).exists()), None)
+
+
+def needs(line: str, cell: str) -> None:
+    """The ``%%needs NAME [NAME ...]`` cell magic, registered by :func:`setup`: run the cell only
+    when each named variable holds something (:func:`available`'s test: not None, not empty, an
+    existing path); else print one line saying what it would show and skip it. An error inside
+    the cell is an error of the cell, as without the magic. Used where a page reads committed
+    results, e.g. :doc:`/book/theorem1`."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    missing = [name for name in line.split() if not _present(shell.user_ns.get(name))]
+    if missing:
+        print(f"skipped: this cell needs {', '.join(missing)}, not available on this machine (see above)")
+        return
+    result = shell.run_cell(cell)
+    result.raise_error()
+
+
+def _register_magics() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.register_magic_function(needs, magic_kind="cell", magic_name="needs")
 
 
 @functools.cache
