@@ -352,6 +352,27 @@ def test_notebook_code_lines_fit_the_page():
     assert not wrapped, f"{wrapped} now fit the page: remove them from NOT_YET_WRAPPED"
 
 
+@pytest.mark.xfail(strict=True, reason="decs.notebook.setup prints its set-up line (about 105 "
+                   "characters) and the profile's reason (about 120) unwrapped; until it wraps "
+                   "them, _static/decs.css wraps them on the page (tests/test_built_book.py)")
+def test_the_printed_set_up_lines_fit_the_page(monkeypatch, capsys, tmp_path):
+    """What every notebook's first cell prints is held to PAGE_WIDTH like its code: a reader's
+    first look at a page is that line, and its end (torch and python versions, why this profile)
+    is what a clipped line hides. As a reader on a CPU-only Colab runtime sees it (no
+    DECS_PROFILE; a data folder outside the repository, as the book's build uses). Strict: once
+    setup wraps its lines this passes, and the xfail marker must go."""
+    from decs import notebook
+
+    monkeypatch.setenv("DECS_PROFILE", "")   # unset as setup sees it; restored afterwards
+    monkeypatch.setenv("DECS_DEVICE", "cpu")
+    monkeypatch.setenv("DECS_DOWNLOAD", "0")
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    monkeypatch.setenv("DECS_DATA", str(tmp_path / "shared" / "data"))
+    notebook.setup(seed=0)
+    long = [line for line in capsys.readouterr().out.splitlines() if len(line) > PAGE_WIDTH]
+    assert not long, f"set-up lines longer than {PAGE_WIDTH} characters: {long}"
+
+
 # ------------------------------------------------- a course can adopt it
 def _chapters() -> list[str]:
     """The numbered chapters: every file of the toc's numbered parts (Parts I-IV), in order."""
