@@ -13,7 +13,8 @@ comes back. This script, run there by ``benchmarks/device_table1.sh run``:
    Then HaDis (``python -m decs train --method hadis``) on the datasets of ``--hadis-datasets``
    (default MNIST and Fashion-MNIST, the ones a CPU cannot afford) that are among the datasets
    run, one job per dataset and seed, after every DECS job;
-4. at ``--deadline`` minus ``--margin`` seconds interrupts the running jobs. Checkpoints are
+4. at ``--deadline`` minus ``--margin`` seconds interrupts the running jobs (tests stop them at a
+   point of the training instead, ``--stop-at-iteration``, not at a time). Checkpoints are
    written atomically, every 10 pretraining epochs and every ``checkpoint_every`` clustering
    iterations: an interrupted run resumes from its last one, to the same result;
 5. packs into ``--out``: ``records.tar.gz`` (new records and their model files, paths relative to
@@ -121,6 +122,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="checkpoint root (default $DECS_CHECKPOINTS, else .device/checkpoints)")
     p.add_argument("--resume-from", default=None,
                    help="a folder (or tarball) with checkpoints.tar and/or records.tar.gz an earlier lease returned")
+    p.add_argument("--stop-at-iteration", type=int, default=None, metavar="N",
+                   help="for tests: stop the jobs, as at the deadline, once a running job's clustering checkpoint "
+                        "holds at least N iterations (a stop point that does not depend on the machine's speed)")
     p.add_argument("--checkpoint-cap-mb", type=float, default=None,
                    help="largest checkpoints.tar; default: what keeps the next upload (this one plus the "
                         f"new checkpoints and records) under {UPLOAD_LIMIT // 2**20} MiB")
@@ -494,6 +498,22 @@ def progress(job: Job) -> dict:
     return out
 
 
+def stop_point_reached(jobs: list[Job], iterations: int | None) -> bool:
+    """Whether a running job's clustering checkpoint holds at least ``iterations`` iterations
+    (``--stop-at-iteration``; never when it is None). Checkpoints are replaced atomically, so a
+    file read here is whole."""
+    if iterations is None:
+        return False
+    for job in jobs:
+        if job.status != "running" or job.kind == "hadis":
+            continue
+        for path in job.cluster_files.values():
+            state = _load_state(path) if path.exists() else None
+            if state is not None and state["state"]["iteration"] >= iterations:
+                return True
+    return False
+
+
 def job_summary(job: Job, device: str, prog: dict | None) -> dict:
     """One row of summary.json: status, wall time, final ACC/NMI of each record written, and
     steps per second (from the records, else from the checkpoints; with ``--parallel`` > 1
@@ -652,9 +672,12 @@ def main(argv: list[str] | None = None) -> int:
             if job.status == "running" and job.proc.poll() is not None:
                 finish(job, stopped=STOP.is_set())  # a Ctrl-C reaches the jobs too
                 pack(jobs, args, context, final=False)
-        if STOP.is_set() or time.monotonic() >= stop_at:
+        at_stop_point = stop_point_reached(jobs, args.stop_at_iteration)
+        if STOP.is_set() or time.monotonic() >= stop_at or at_stop_point:
             if any(j.status in ("running", "pending") for j in jobs):
-                LOG("signal received (SIGTERM/SIGINT): stopping" if STOP.is_set() else "deadline reached: stopping")
+                LOG("signal received (SIGTERM/SIGINT): stopping" if STOP.is_set() else
+                    f"stop point reached (a checkpoint holds {args.stop_at_iteration} iterations): stopping"
+                    if at_stop_point else "deadline reached: stopping")
             break
         pending = [j for j in jobs if j.status == "pending"]
         while pending and sum(j.status == "running" for j in jobs) < parallel:
@@ -664,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
         if time.monotonic() - last_pack >= PACK_EVERY_S:
             pack(jobs, args, context, final=False)
             last_pack = time.monotonic()
-        STOP.wait(0.5)
+        STOP.wait(0.5 if args.stop_at_iteration is None else 0.05)
     stop(jobs)
     pack(jobs, args, context, final=True)
     for job in jobs:

@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         return _worker(args)
     if args.out is None:
         p.error("give the path of the JSON record to write")
+    from decs.paths import record_command
     from decs.train import environment_info, get_device
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     env = environment_info(get_device(args.device))
     env.update(world_size=None, backend=None)  # this driver runs alone; each row names its own
     record = {"benchmark": "DECS clustering iterations, 1 vs several processes, same global batch",
-              "command": "python benchmarks/distributed_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": record_command("python benchmarks/distributed_speed.py", argv if argv is not None else sys.argv[1:]),
               "dataset": args.dataset, "subset": args.subset, "batch_size": args.batch_size,
               "iterations": args.iterations, "warmup": args.warmup, "threads_per_process": args.threads,
               "rows": rows, "environment": env,

@@ -21,6 +21,7 @@ import torch
 from decs.config import get_config
 from decs.data import load
 from decs.models import ConvAutoencoder
+from decs.paths import record_command
 from decs.train import cluster, environment_info, get_device, make_generator, predict, report_record
 
 VARIANTS = {"protocol": {}, "balance=1.0": {"balance": 1.0}, "reseed_empty=true": {"reseed_empty": True}}
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
             seconds[name].append(time.perf_counter() - t0)
     per_it = {v: statistics.median(s) / args.iterations for v, s in seconds.items()}
     report = {
-        "command": "python benchmarks/remedy_cost.py " + " ".join(argv if argv is not None else []),
+        "command": record_command("python benchmarks/remedy_cost.py", argv if argv is not None else []),
         "environment": environment_info(device),
         "dataset": args.dataset, "n": int(x.shape[0]), "iterations": args.iterations,
         "repeats": args.repeats, "wall_time_s": round(time.perf_counter() - t_all, 1),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from decs.paths import record_command
 from decs.theory import run_sweep, write_json
 from decs.train import REPO_ROOT, environment_info
 
@@ -37,7 +38,7 @@ def main() -> None:
     cdir = None if args.profile == "ci" else out / "counterexamples"
     result = run_sweep(args.profile, args.seed, counterexample_dir=cdir,
                        log=lambda s: print(s, file=sys.stderr, flush=True))
-    meta = {"command": "python " + " ".join(sys.argv), "profile": args.profile, "seed": args.seed,
+    meta = {"command": record_command("python", sys.argv), "profile": args.profile, "seed": args.seed,
             "started_utc": started, "wall_s": round(time.perf_counter() - t0, 1),
             "environment": environment_info(torch.device("cpu"))}
     write_json({"meta": meta, **result}, out / f"sweep_{args.profile}.json")

@@ -21,6 +21,11 @@ only) has its own configuration (:class:`decs.hadis.HaDisConfig`, the fields ``-
 records ``results/<dataset>/hadis/<profile>-seed<seed>[+field=value...].json`` and checkpoints
 ``<checkpoints>/<dataset>/hadis/<run>.pt``. A run never overwrites another
 run's record: it refuses before training unless ``--replace`` is given.
+
+A mistake in what was asked (an unknown dataset, a bad ``--set``, a missing or tampered record,
+model file, checkpoint or dataset file, a record that exists) ends the command with one line
+on stderr, ``python -m decs <command>: error: <what is wrong and what to do>``, and exit status 2,
+as argparse's own errors do, before anything is written; other errors keep their traceback.
 """
 from __future__ import annotations
 
@@ -35,14 +40,15 @@ import numpy as np
 import torch
 
 from . import data, distributed
-from .config import METHODS, PROFILES, SWEEP_ALPHAS, SWEEP_LAMS, Config, get_config
+from .config import (METHODS, PROFILES, SWEEP_ALPHAS, SWEEP_LAMS, Config, ConfigError, check_for_dataset,
+                     get_config)
 from .metrics import evaluate
 from .results import (ModelFileError, _changes, checkpoint_dir, cluster_tag, load_model_files, pretraining_name,
                       run_name, save_model_files)
 from . import hadis
-from .paths import in_checkout
-from .train import (REPO_ROOT, environment_info, get_device, predict, pretrained_autoencoder,
-                    run, write_record)
+from .paths import in_checkout, record_command
+from .train import (REPO_ROOT, CheckpointError, environment_info, get_device, predict, pretrained_autoencoder,
+                    read_checkpoint, run, write_record)
 
 # Re-scoring a record on another kind of device than the one that trained it: float
 # arithmetic differs in the last bits, and samples on a boundary between two clusters may
@@ -51,29 +57,63 @@ from .train import (REPO_ROOT, environment_info, get_device, predict, pretrained
 CROSS_DEVICE_TOLERANCE = 0.002
 
 
+class UsageError(Exception):
+    """A mistake in what the command line asked for (a bad ``--set``, a missing record, a record
+    that exists...). :func:`main` prints its message as one line on stderr and exits with status 2;
+    so it does for the package's own errors of that kind (:data:`USER_ERRORS`)."""
+
+
+# What a user can get wrong, each with a message that says what to do: the command ends with one
+# line and status 2. Anything else is a bug, and keeps its traceback.
+USER_ERRORS = (UsageError, ConfigError, data.DatasetNotFoundError, data.DatasetCorruptError, ModelFileError,
+               CheckpointError)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _whole(text: str) -> int:
+    number = float(text)
+    if not number.is_integer():
+        raise ValueError(f"{text} is not a whole number")
+    return int(number)
+
+
+def _parse_value(name: str, value: str, default):
+    """One ``--set`` value as the type of the field's default (``default``)."""
+    if value.lower() == "none":
+        return None
+    if isinstance(default, bool):
+        if value.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"{value!r} is neither")
+        return value.lower() in _TRUE
+    if isinstance(default, tuple):
+        kind = type(default[0]) if default else int
+        return tuple(_whole(v) if kind is int else kind(v) for v in value.split(","))
+    if isinstance(default, int) or default is None:  # None: subset, a whole number
+        return _whole(value)
+    if isinstance(default, float):
+        return float(value)
+    return value
+
+
 def _parse_overrides(pairs: list[str], cls=Config) -> dict:
     """``["maxiter=500", "lam=0.2"]`` → typed values for the fields of ``cls`` (:class:`Config`,
-    or :class:`decs.hadis.HaDisConfig` for HaDis)."""
+    or :class:`decs.hadis.HaDisConfig` for HaDis). A pair that is not FIELD=VALUE, an unknown
+    field or a value of the wrong type raises :class:`UsageError`; ranges are the config's to check."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or name not in fields:
-            raise SystemExit(f"--set expects FIELD=VALUE with FIELD one of {sorted(fields)}; got {pair!r}")
+            raise UsageError(f"--set expects FIELD=VALUE with FIELD one of {sorted(fields)}; got {pair!r}")
         default = getattr(cls(), name)
-        if value.lower() == "none":
-            out[name] = None
-        elif isinstance(default, bool):
-            out[name] = value.lower() in ("1", "true", "yes")
-        elif isinstance(default, tuple):
-            kind = type(default[0]) if default else int
-            out[name] = tuple(kind(float(v)) if kind is int else kind(v) for v in value.split(","))
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            out[name] = type(default)(float(value)) if isinstance(default, int) else float(value)
-        elif default is None:  # subset
-            out[name] = int(value)
-        else:
-            out[name] = value
+        try:
+            out[name] = _parse_value(name, value, default)
+        except ValueError as err:
+            example = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            kind = ("true or false" if isinstance(default, bool) else "comma-separated values"
+                    if isinstance(default, tuple) else "a whole number" if isinstance(default, int)
+                    else "a number" if isinstance(default, float) else "a whole number or None")
+            raise UsageError(f"--set {pair}: {name} takes {kind} ({err}); e.g. --set {name}={example}") from None
     return out
 
 
@@ -84,7 +124,7 @@ def record_path(dataset: str, method: str, cfg: Config, seed: int, results: Path
 def refuse_overwrite(path: Path, replace: bool) -> None:
     """A run never overwrites another run's record: stop before any training, unless asked."""
     if path.exists() and not replace:
-        raise SystemExit(f"{path} already holds a run's record; a run never overwrites another. Pass "
+        raise UsageError(f"{path} already holds a run's record; a run never overwrites another. Pass "
                          "--replace to replace it (say why in the commit), or --results DIR to write elsewhere.")
 
 
@@ -93,10 +133,23 @@ def _load_data(dataset: str, cfg: Config, seed: int):
     return x, y.numpy()
 
 
+def check_before_work(dataset: str, cfg, checkpoints=()) -> None:
+    """What can be checked before any data is loaded or anything written: the settings that
+    depend on the dataset (:func:`decs.config.check_for_dataset`), that its files are there and
+    whole, and that the checkpoints a run would read can be read."""
+    info = data.DATASETS[dataset]
+    check_for_dataset(cfg, info.n_samples, info.n_classes, info.title)
+    if not data.is_available(dataset):
+        data.load(dataset)  # raises DatasetNotFoundError or DatasetCorruptError, naming the files
+    for path in checkpoints:
+        read_checkpoint(path)  # raises CheckpointError for a truncated or corrupted file
+
+
 def cmd_pretrain(args, cfg: Config) -> None:
+    ck = checkpoint_dir(args.dataset, cfg, args.seed)
+    check_before_work(args.dataset, cfg, [ck / "pretrain.pt"])
     x, y = _load_data(args.dataset, cfg, args.seed)
     device = get_device(args.device)
-    ck = checkpoint_dir(args.dataset, cfg, args.seed)
     model, losses, seconds = pretrained_autoencoder(x.to(device), cfg, args.seed, ck, not args.quiet)
     print(json.dumps({"dataset": args.dataset, "epochs": len(losses), "final_mse": losses[-1],
                       "seconds": round(seconds, 1), "checkpoint": str(ck / "pretrain.pt")}))
@@ -108,11 +161,15 @@ def load_start(path: Path | str) -> dict:
     is}``. Returns the state dict with the file's name, sha256 and description for the record."""
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"--start-from {path}: no such file (write one with "
+        raise UsageError(f"--start-from {path}: no such file (write one with "
                          "benchmarks/authors_tf_weights.py --to-ours)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupted, or not a torch file
+        raise UsageError(f"--start-from {path}: not a readable network file ({str(err).splitlines()[0]}); "
+                         "write it again with benchmarks/authors_tf_weights.py --to-ours") from err
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
-        raise SystemExit(f"--start-from {path}: expected a dict with a 'model' state dict, as "
+        raise UsageError(f"--start-from {path}: expected a dict with a 'model' state dict, as "
                          "benchmarks/authors_tf_weights.py --to-ours writes")
     return {"model": payload["model"], "file": path.name, "name": path.stem,
             "sha256": data.sha256(path), "from": payload.get("from")}
@@ -129,9 +186,10 @@ def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = N
         print(f"[decs] {path} exists: skipped", file=sys.stderr)
         return json.loads(path.read_text())
     refuse_overwrite(path, args.replace)
-    x, y = _load_data(args.dataset, cfg, seed)
     ck = checkpoint_dir(args.dataset, cfg, seed)
     tag = cluster_tag(cfg) + (f"+start={start['name']}" if start else "")
+    check_before_work(args.dataset, cfg, [ck / "pretrain.pt"] + ([ck / f"{method}{tag}.pt"] if args.resume else []))
+    x, y = _load_data(args.dataset, cfg, seed)
     if not args.resume:  # a fresh clustering run; a finished, matching pretraining is reused
         (ck / f"{method}{tag}.pt").unlink(missing_ok=True)
     print(f"[decs] {method} on {args.dataset} (n={len(y)}), profile={cfg.profile}, seed={seed}, "
@@ -145,7 +203,7 @@ def cmd_train(args, cfg: Config, method: str | None = None, seed: int | None = N
         rec["wall_time_s"]["note"] += "; this run started from a given network (start_network): no pretraining"
     if not distributed.is_main():  # under torchrun, rank 0 alone writes the model files and the record
         return rec
-    rec["command"] = "python -m decs " + " ".join(sys.argv[1:])
+    rec["command"] = record_command("python -m decs", args.argv)
     protocol_seed0 = seed == 0 and "+" not in path.stem
     if args.model_files == "all" or args.model_files == "auto" and protocol_seed0:
         save_model_files(result, path, pretraining_name(cfg, seed), Path(args.results), args.replace)
@@ -163,19 +221,41 @@ def cmd_train_hadis(args, cfg: hadis.HaDisConfig) -> dict:
         print(f"[decs] {path} exists: skipped", file=sys.stderr)
         return json.loads(path.read_text())
     refuse_overwrite(path, args.replace)
-    x, y = data.load(args.dataset, subset=cfg.subset, seed=args.seed)
     ck = hadis.checkpoint_path(args.dataset, cfg, args.seed)
+    check_before_work(args.dataset, cfg, [ck] if args.resume else [])
+    x, y = data.load(args.dataset, subset=cfg.subset, seed=args.seed)
     if not args.resume:  # a fresh run
         ck.unlink(missing_ok=True)
     print(f"[decs] hadis{'' if cfg.hsd else ' without HSD'} on {args.dataset} (n={len(y)}), profile={cfg.profile}, "
           f"seed={args.seed}, device={get_device(args.device)}, checkpoint {ck}", file=sys.stderr)
     res, rec = hadis.run(x, y.numpy(), cfg, seed=args.seed, device=args.device, checkpoint=ck,
                          dataset=args.dataset, progress=not args.quiet)
-    rec["command"] = "python -m decs " + " ".join(sys.argv[1:])
+    rec["command"] = record_command("python -m decs", args.argv)
     if args.model_files == "all" or args.model_files == "auto" and args.seed == 0 and "+" not in name:
         hadis.save_model_file(res, rec, path, Path(args.results))
     write_record(rec, path)
     print(json.dumps({"record": str(path), "final": rec["final"], "wall_time_s": rec["wall_time_s"]}))
+    return rec
+
+
+RECORD_KEYS = ("dataset", "method", "seed", "config", "final", "environment")
+
+
+def read_record(path: Path) -> dict:
+    """A run record, for ``evaluate --record``: a missing file, a file that is not JSON or a
+    JSON without a record's keys raises :class:`UsageError` saying what to do."""
+    if not path.is_file():
+        raise UsageError(f"no record at {path}: give the path of a run's record, e.g. "
+                         "--record results/usps/decs/cpu-seed0.json")
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"{path} is not a run record: not valid JSON ({err}); restore it with "
+                         f"`git checkout -- {path}` or give another record") from None
+    missing = [k for k in RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
+    if missing:
+        raise UsageError(f"{path} is not a run record: it lacks {missing}; give the JSON that a "
+                         "`python -m decs train` run wrote")
     return rec
 
 
@@ -185,11 +265,14 @@ def evaluate_record(path: Path | str, device: str | None = None, results: Path |
     that trained it, within :data:`CROSS_DEVICE_TOLERANCE` on another (NMI and ARI are shown;
     one sample moved changes them by a little more than 1/n)."""
     path = Path(path)
-    rec = json.loads(path.read_text())
+    rec = read_record(path)
     root = Path(results) if results is not None else path.resolve().parents[2]
     dev = get_device(device)
     if rec["method"] == "hadis":  # the teacher's normalised features, each to its nearest k-means centre
-        net, centers = hadis.load_model_file(rec, root, dev)
+        try:
+            net, centers = hadis.load_model_file(rec, root, dev)
+        except (FileNotFoundError, ValueError) as err:  # missing, or not the file the record names
+            raise ModelFileError(str(err)) from err
         x, y = data.load(rec["dataset"], subset=rec["config"].get("subset"), seed=rec["seed"])
         labels = torch.cdist(net.features(x.to(dev)).double(), centers.double()).argmin(dim=1)
     else:
@@ -208,10 +291,7 @@ def evaluate_record(path: Path | str, device: str | None = None, results: Path |
 
 def cmd_evaluate(args, cfg: Config) -> None:
     if args.record:
-        try:
-            out = evaluate_record(args.record, args.device)
-        except ModelFileError as e:
-            raise SystemExit(str(e))
+        out = evaluate_record(args.record, args.device)
         print(json.dumps(out))
         if not out["agrees"]:
             raise SystemExit(f"{args.record}: re-scored {out['now']} differs from the record's {out['recorded']} "
@@ -219,16 +299,17 @@ def cmd_evaluate(args, cfg: Config) -> None:
                              f"{'the same kind of device' if out['device'].split(':')[0] == out['trained_on'].split(':')[0] else 'another device'}).")
         return
     if not args.dataset:
-        raise SystemExit("evaluate needs --dataset (to score the last checkpoint) or --record RECORD.json.")
-    x, y = _load_data(args.dataset, cfg, args.seed)
-    device = get_device(args.device)
+        raise UsageError("evaluate needs --dataset (to score the last checkpoint) or --record RECORD.json.")
     ck = checkpoint_dir(args.dataset, cfg, args.seed)
     state_path = ck / f"{args.method}{cluster_tag(cfg)}.pt"
     if not state_path.exists():
-        raise SystemExit(f"no checkpoint at {state_path}: run `python -m decs train --dataset {args.dataset} "
+        raise UsageError(f"no checkpoint at {state_path}: run `python -m decs train --dataset {args.dataset} "
                          f"--method {args.method} --profile {cfg.profile} --seed {args.seed}` first.")
+    check_before_work(args.dataset, cfg, [ck / "pretrain.pt", state_path])
+    x, y = _load_data(args.dataset, cfg, args.seed)
+    device = get_device(args.device)
     model, _, _ = pretrained_autoencoder(x.to(device), cfg, args.seed, ck, progress=False)
-    saved = torch.load(state_path, map_location=device, weights_only=False)
+    saved = read_checkpoint(state_path)
     model.encoder.load_state_dict(saved["encoder"])
     alpha = cfg.alpha if args.method == "decs" else cfg.dec_alpha
     _, labels = predict(model.encoder, saved["centroids"].to(device), x.to(device), alpha, cfg.eval_batch_size)
@@ -237,7 +318,7 @@ def cmd_evaluate(args, cfg: Config) -> None:
 
 
 def kmeans_raw(dataset: str, cfg: Config, seed: int, results: Path, replace: bool = False,
-               skip_done: bool = False) -> dict:
+               skip_done: bool = False, argv: list[str] | None = None) -> dict:
     """The reference row every deep-clustering table has: k-means on raw pixels."""
     from sklearn.cluster import KMeans
 
@@ -245,6 +326,7 @@ def kmeans_raw(dataset: str, cfg: Config, seed: int, results: Path, replace: boo
     if skip_done and path.exists() and not replace:
         return json.loads(path.read_text())
     refuse_overwrite(path, replace)
+    check_before_work(dataset, cfg)
     x, y = _load_data(dataset, cfg, seed)
     t0 = time.perf_counter()
     km = KMeans(n_clusters=len(np.unique(y)), n_init=cfg.kmeans_n_init, random_state=seed)
@@ -253,7 +335,7 @@ def kmeans_raw(dataset: str, cfg: Config, seed: int, results: Path, replace: boo
            "n_samples": len(y), "final": evaluate(y, labels), "config": cfg.to_dict(),
            "wall_time_s": {"total": round(time.perf_counter() - t0, 1)},
            "environment": environment_info(torch.device("cpu")),
-           "command": "python -m decs " + " ".join(sys.argv[1:]),
+           "command": record_command("python -m decs", argv),
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_record(rec, path)
     return rec
@@ -263,7 +345,7 @@ def cmd_reproduce(args, cfg: Config) -> None:
     """Every row of the results table for one dataset: k-means on pixels, then DECS and DEC
     (which share each seed's pretrained autoencoder; its k-means row is in their records)."""
     for seed in args.seeds:
-        rec = kmeans_raw(args.dataset, cfg, seed, Path(args.results), args.replace, args.skip_done)
+        rec = kmeans_raw(args.dataset, cfg, seed, Path(args.results), args.replace, args.skip_done, args.argv)
         print(json.dumps({"kmeans-raw": rec["final"], "seed": seed}))
         for method in args.methods:
             cmd_train(args, cfg, method=method, seed=seed)
@@ -298,8 +380,31 @@ def cmd_sweep(args, cfg: Config) -> None:
         cmd_train(args, c, method="decs", name=sweep_name(c, args.seed))
 
 
+def _one_line(err: BaseException) -> str:
+    """The first line of an error's message, and for the data's longer messages (each file, its
+    sha256 and source) what to do in a few words."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    hint = ""
+    if len(lines) > 1 and isinstance(err, data.DatasetNotFoundError):
+        hint = ("; put the files there or set DECS_DATA to the folder holding them (data/README.md, "
+                "or decs.data.load() in Python, lists each file with its sha256 and source)")
+    elif len(lines) > 1 and isinstance(err, data.DatasetCorruptError):
+        hint = ("; delete the corrupt files and get them again (data/README.md, or decs.data.load() in "
+                "Python, lists each file with its sha256 and source)")
+    return lines[0] + hint
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, as the package's own (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m decs", description=__doc__.split("\n\n")[0])
+    """The command line; a user's mistake (:data:`USER_ERRORS`) ends it with one line on stderr
+    and exit status 2, before anything is written."""
+    parser = _Parser(prog="python -m decs", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("pretrain", "train", "evaluate", "reproduce", "sweep"):
         p = sub.add_parser(name)
@@ -335,11 +440,23 @@ def main(argv: list[str] | None = None) -> None:
                                 "benchmarks/authors_tf_weights.py --to-ours); record <run>+start=<file>")
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the record's command line
+    try:
+        _run(args)
+    except USER_ERRORS as err:
+        print(f"{parser.prog} {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.dataset:
-        args.dataset = data.canonical_name(args.dataset)
+        try:
+            args.dataset = data.canonical_name(args.dataset)
+        except ValueError as err:  # an unknown name: the message lists the known ones
+            raise UsageError(str(err)) from None
     if getattr(args, "method", None) == "hadis":
         if getattr(args, "start_from", None):
-            raise SystemExit("--start-from gives DECS or DEC a pretrained autoencoder; HaDis trains its own network")
+            raise UsageError("--start-from gives DECS or DEC a pretrained autoencoder; HaDis trains its own network")
         cfg = hadis.get_hadis_config(args.profile, **_parse_overrides(args.set, hadis.HaDisConfig))
         cmd_train_hadis(args, cfg)
         return

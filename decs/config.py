@@ -15,6 +15,8 @@ argument. Used throughout the book; the table of profiles is in :doc:`/book/01_p
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -23,6 +25,9 @@ PRECISIONS = ("fp32", "bf16")  # Config.precision: the choices (decs.train.autoc
 PRETRAIN_EPOCHS_FORMS = ("full", "keras")   # Config.pretrain_epoch: the choices (ch. 03)
 PRETRAIN_ADAM_FORMS = ("pytorch", "keras")  # Config.pretrain_adam: the choices (ch. 03)
 METHODS = ("decs", "dec")
+FORMS = ("code", "paper")                   # Config.form: the choices (ch. 05)
+THRESHOLDS = ("otsu", "1/k")                # Config.threshold: the choices
+DECODER_ALIGNMENTS = ("ours", "keras")      # Config.decoder_alignment: the choices (decs.models)
 # The α × λ grid of `python -m decs sweep` (log-spaced, the paper's α = 0.5 and λ = 0.4 among
 # them); run in decs.__main__.sweep_order, read in book/sensitivity.ipynb
 SWEEP_ALPHAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -83,21 +88,115 @@ class Config:
     checkpoint_every: int = 1000    # save a checkpoint every this many iterations (and every 10 epochs)
 
     def __post_init__(self):
-        for field, choices in (("precision", PRECISIONS), ("pretrain_epoch", PRETRAIN_EPOCHS_FORMS),
-                               ("pretrain_adam", PRETRAIN_ADAM_FORMS)):
-            if getattr(self, field) not in choices:
-                raise ValueError(f"{field} must be one of {choices}, got {getattr(self, field)!r}.")
+        check_config(self)
 
     def replace(self, **changes) -> "Config":
         """A copy with some fields changed (the object itself is immutable)."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ValueError(f"unknown config field(s) {sorted(unknown)}; valid: "
+            raise ConfigError(f"unknown config field(s) {sorted(unknown)}; valid: "
                              f"{[f.name for f in dataclasses.fields(self)]}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work: of the wrong type, out of its range, not one of its choices, or
+    in a combination with another that cannot work. Raised when the configuration is made, before
+    any data is loaded; the message names the field, what it got and what it takes. A
+    ``ValueError``, so code that catches those keeps working."""
+
+
+# The checks of one field each. ``_whole``: an int (not a bool) ≥ low; ``_real``: a finite number
+# (an int is accepted) above ``low`` (or at least ``low`` when ``closed``) and at most ``high``.
+def _whole(obj, name: str, low: int, hint: str = "") -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{name} must be a whole number ≥ {low}, got {value!r}{hint}.")
+
+
+def _real(obj, name: str, low: float, closed: bool, high: float = math.inf) -> None:
+    value = getattr(obj, name)
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+          and (value >= low if closed else value > low) and value <= high)
+    if not ok:
+        where = (f"{'≥' if closed else '>'} {low}" if high == math.inf
+                 else f"in {'[' if closed else '('}{low}, {high}]")
+        raise ConfigError(f"{name} must be a finite number {where}, got {value!r}.")
+
+
+def _flag(obj, name: str) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}.")
+
+
+def _choice(obj, name: str, choices) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}.")
+
+
+def _subset(obj) -> None:
+    if obj.subset is not None:
+        _whole(obj, "subset", 1, " (or None: all samples)")
+        if obj.batch_size > obj.subset:
+            raise ConfigError(f"batch_size={obj.batch_size} is larger than subset={obj.subset}, the number of "
+                              f"samples; set batch_size to at most {obj.subset} (e.g. --set batch_size={obj.subset}).")
+
+
+def check_config(cfg: "Config") -> None:
+    """Every field of ``cfg`` in its type and range, and the combinations that cannot work; raises
+    :class:`ConfigError` naming the first that fails. :class:`Config` runs it when it is made, so a
+    configuration that exists is one that can run. The ranges: lengths (epochs, iterations,
+    intervals, batch sizes, restarts) are whole numbers ≥ 1 — a run without pretraining is asked
+    for with ``train --start-from FILE``, not with ``pretrain_epochs=0``; the learning rate and the
+    Student-t α are > 0; λ, the balance weight and the augmentation ranges ≥ 0; the batch is no
+    larger than the subset. Called by the estimators too (:mod:`decs.estimator`)."""
+    _choice(cfg, "profile", PROFILES)
+    _whole(cfg, "batch_size", 1)
+    _subset(cfg)
+    _whole(cfg, "pretrain_epochs", 1, "; to cluster from a network without pretraining it, use "
+                                      "`python -m decs train --start-from FILE`")
+    for name in ("maxiter", "otsu_bins", "kmeans_n_init", "update_interval", "dec_update_interval",
+                 "embedding_dim", "eval_batch_size", "checkpoint_every"):
+        _whole(cfg, name, 2 if name == "otsu_bins" else 1)
+    for name in ("alpha", "lr", "dec_alpha"):
+        _real(cfg, name, 0.0, closed=False)
+    for name in ("lam", "balance", "rotation"):
+        _real(cfg, name, 0.0, closed=True)
+    _real(cfg, "shift", 0.0, closed=True, high=1.0)
+    _real(cfg, "tol", 0.0, closed=True, high=1.0)
+    for name in ("otsu_bn_eval", "variance_reward", "reseed_empty", "augment", "augment_clustering",
+                 "shuffle_clustering", "recalibrate_bn"):
+        _flag(cfg, name)
+    for name, choices in (("form", FORMS), ("threshold", THRESHOLDS), ("decoder_alignment", DECODER_ALIGNMENTS),
+                          ("precision", PRECISIONS), ("pretrain_epoch", PRETRAIN_EPOCHS_FORMS),
+                          ("pretrain_adam", PRETRAIN_ADAM_FORMS)):
+        _choice(cfg, name, choices)
+    f = cfg.filters
+    if (not isinstance(f, tuple) or len(f) != 4
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in f)):
+        raise ConfigError(f"filters must be four whole numbers ≥ 1 (the channels of the four convolutions), "
+                          f"got {f!r}.")
+
+
+def check_for_dataset(cfg, n_samples: int, n_classes: int, dataset: str = "the dataset") -> None:
+    """The settings that depend on the data, checked before it is loaded: a subset no larger than
+    the dataset and holding at least one sample per cluster, a batch no larger than the data.
+    ``cfg`` is a :class:`Config` or a :class:`decs.hadis.HaDisConfig`. Raises :class:`ConfigError`."""
+    n = n_samples if cfg.subset is None else cfg.subset
+    if cfg.subset is not None and cfg.subset > n_samples:
+        raise ConfigError(f"subset={cfg.subset} is larger than {dataset} ({n_samples:,} samples); ask for at "
+                          f"most {n_samples:,}, or subset=None for all.")
+    if n < n_classes:
+        raise ConfigError(f"subset={n} holds fewer samples than the {n_classes} clusters of {dataset} "
+                          f"(k larger than n); ask for at least {n_classes} samples.")
+    if cfg.batch_size > n:
+        raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {n:,} samples of {dataset}; "
+                          f"set batch_size to at most {n}.")
 
 
 # What each profile changes relative to the paper's settings. Measured on 2 CPU cores
@@ -123,6 +222,9 @@ def get_config(profile: str | None = None, **overrides) -> Config:
 
     >>> get_config("paper").pretrain_epochs
     500
+
+    Raises :class:`ConfigError` (a ``ValueError``) for a setting that cannot work, before any
+    data is loaded (:func:`check_config`).
     """
     name = active_profile(profile)
     cfg = Config(profile=name).replace(**_PROFILE_CHANGES[name])

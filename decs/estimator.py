@@ -10,7 +10,10 @@ All are scikit-learn ``BaseEstimator`` and ``ClusterMixin`` subclasses:
 parameters are stored unchanged in ``__init__``, ``fit`` does the work, learned state ends in
 ``_``, and they pass ``sklearn.utils.estimator_checks.check_estimator`` (``tests/test_estimator.py``
 lists the checks that cannot apply, with the reasons). Training-length parameters left at
-``None`` follow the active profile (``DECS_PROFILE``; see :mod:`decs.config`).
+``None`` follow the active profile (``DECS_PROFILE``; see :mod:`decs.config`). Each
+parameter's type and range is checked at the start of ``fit``, before any work
+(``_parameter_constraints``, scikit-learn's convention), and the configuration a fit makes is
+checked as :func:`decs.config.check_config` checks every one.
 
 ``network`` picks the autoencoder: "conv" (the authors' convolutional network, for images of at
 least 8×8 pixels with values in [0, 1]), "mlp" (DEC's fully-connected d–500–500–2000–10, for
@@ -22,18 +25,40 @@ from __future__ import annotations
 
 import math
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .config import get_config
+from .config import FORMS, PROFILES, THRESHOLDS, get_config
 from .models import MIN_SIDE
 from .stability import soft_assign
 from .train import embed, fit_clusters, get_device
 
 NETWORKS = ("auto", "conv", "mlp")
+
+# The parameters' types and ranges, in scikit-learn's convention (``_parameter_constraints``,
+# checked by ``BaseEstimator._validate_params`` at the start of ``fit``, before any work). The
+# same ranges as :func:`decs.config.check_config`, which checks the configuration a fit then
+# makes, together with the combinations of settings.
+_LENGTH = [Interval(Integral, 1, None, closed="left"), None]   # None: the profile's
+_RATE = [Interval(Real, 0, None, closed="neither"), None]
+_COMMON = {
+    "n_clusters": [Interval(Integral, 1, None, closed="left")],
+    "batch_size": _LENGTH,
+    "lr": _RATE,
+    "profile": [StrOptions(set(PROFILES)), None],
+    "image_shape": ["array-like", None],
+    "device": [str, torch.device, None],
+    "random_state": [Interval(Integral, 0, None, closed="left"), None],
+    "verbose": ["verbose"],
+    "network": [StrOptions(set(NETWORKS))],
+}
+_TRAINING = {"pretrain_epochs": _LENGTH, "maxiter": _LENGTH, "augment": ["boolean", None],
+             "kmeans_n_init": _LENGTH, "update_interval": _LENGTH}
 CHAPTER = "book/dying_clusters"  # "Why a cluster dies": what empties a cluster, and the remedies
 
 
@@ -206,6 +231,7 @@ class _DeepClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         network that ``network`` picks. ``y`` is ignored (accepted for scikit-learn
         compatibility). Warns when the fit emptied clusters (:doc:`/book/dying_clusters`).
         Returns ``self``."""
+        self._validate_params()  # the parameters' types and ranges, before any work
         x, network = self._check_input(X, reset=True)
         self._check_n_clusters(len(x))
         cfg = self._config(network)
@@ -328,6 +354,15 @@ class DECS(_DeepClustering):
     """
 
     _method = "decs"
+    _parameter_constraints: dict = {
+        **_COMMON, **_TRAINING,
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "lam": [Interval(Real, 0, None, closed="left")],
+        "form": [StrOptions(set(FORMS))],
+        "threshold": [StrOptions(set(THRESHOLDS))],
+        "balance": [Interval(Real, 0, None, closed="left")],
+        "reseed_empty": ["boolean"],
+    }
 
     def __init__(self, n_clusters: int = 10, alpha: float = 0.5, lam: float = 0.4, form: str = "code",
                  threshold: str = "otsu", pretrain_epochs: int | None = None, maxiter: int | None = None,
@@ -375,6 +410,12 @@ class DEC(_DeepClustering):
     """
 
     _method = "dec"
+    _parameter_constraints: dict = {
+        **_COMMON, **_TRAINING,
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "tol": [Interval(Real, 0, 1, closed="both")],
+        "target_interval": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, n_clusters: int = 10, alpha: float = 1.0, tol: float = 0.001,
                  target_interval: int = 140, pretrain_epochs: int | None = None, maxiter: int | None = None,
@@ -438,6 +479,13 @@ class HaDis(_DeepClustering):
     """
 
     _method = "hadis"
+    _parameter_constraints: dict = {
+        **_COMMON,
+        "hsd": ["boolean"],
+        "epochs": _LENGTH,
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 2, None, closed="left"), None],  # batch norm
+    }
 
     def __init__(self, n_clusters: int = 10, hsd: bool = True, epochs: int | None = None,
                  warmup_epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -469,6 +517,7 @@ class HaDis(_DeepClustering):
         Warns when the fit emptied clusters. Returns ``self``."""
         from .hadis import fit_hadis
 
+        self._validate_params()  # the parameters' types and ranges, before any work
         x, network = self._check_input(X, reset=True)
         self._check_n_clusters(len(x))
         cfg = self._config(network)

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
+from .config import ConfigError, _flag, _real, _subset, _whole
 from .metrics import evaluate
 from .train import _load_matching, _save, environment_info, get_device, make_generator
 
@@ -97,12 +98,15 @@ class HaDisConfig:
     eval_batch_size: int = 512       # batch size of full-data passes under no_grad
     checkpoint_every: int = 1        # save a checkpoint every this many epochs (and at the end)
 
+    def __post_init__(self):
+        _check_config(self)
+
     def replace(self, **changes) -> "HaDisConfig":
         """A copy with some fields changed (the object itself is immutable)."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = set(changes) - names
         if unknown:
-            raise ValueError(f"unknown HaDis config field(s) {sorted(unknown)}; valid: {sorted(names)}")
+            raise ConfigError(f"unknown HaDis config field(s) {sorted(unknown)}; valid: {sorted(names)}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -132,7 +136,7 @@ def get_hadis_config(profile: str | None = None, **overrides) -> HaDisConfig:
     """
     name = (profile or os.environ.get("DECS_PROFILE") or "cpu").strip().lower()
     if name not in HADIS_PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {HADIS_PROFILES}.")
+        raise ConfigError(f"unknown profile {name!r}; choose one of {HADIS_PROFILES}.")
     cfg = HaDisConfig(profile=name).replace(**PROFILES[name])
     cfg = cfg.replace(**overrides) if overrides else cfg
     _check_config(cfg)
@@ -140,13 +144,33 @@ def get_hadis_config(profile: str | None = None, **overrides) -> HaDisConfig:
 
 
 def _check_config(cfg: HaDisConfig) -> None:
-    if cfg.epochs < 1 or cfg.batch_size < 2:
-        raise ValueError(f"HaDis needs epochs ≥ 1 and batch_size ≥ 2 (batch norm), got {cfg.epochs}, {cfg.batch_size}.")
-    if not 0 <= cfg.ema <= 1:
-        raise ValueError(f"ema momentum must lie in [0, 1], got {cfg.ema}.")
-    lo, hi = cfg.crop_scale
-    if not 0 < lo <= hi <= 1:
-        raise ValueError(f"crop_scale must be (lo, hi) with 0 < lo ≤ hi ≤ 1, got {cfg.crop_scale}.")
+    """Every field of a :class:`HaDisConfig` in its type and range (as :func:`decs.config.check_config`
+    does for DECS): lengths are whole numbers ≥ 1 (``warmup_epochs`` ≥ 0: 0 is no warm-up),
+    batches of at least 2 (batch norm), rates and temperatures > 0, σ, weights
+    ≥ 0, the momenta in [0, 1], the crop's area in (0, 1]. Raises :class:`decs.config.ConfigError`
+    when the configuration is made, before any data is loaded."""
+    if cfg.profile not in HADIS_PROFILES:
+        raise ConfigError(f"profile must be one of {HADIS_PROFILES}, got {cfg.profile!r}.")
+    _whole(cfg, "batch_size", 2, " (batch norm needs two samples per batch)")
+    _subset(cfg)
+    for name in ("epochs", "hidden_dim", "feat_dim", "kmeans_n_init", "final_n_init", "eval_batch_size",
+                 "checkpoint_every"):
+        _whole(cfg, name, 1)
+    _whole(cfg, "warmup_epochs", 0, " (0: no warm-up)")
+    for name in ("hsd_tau", "pcl_tau", "lr", "predictor_lr_scale"):
+        _real(cfg, name, 0.0, closed=False)
+    for name in ("sigma", "pcl_weight", "weight_decay", "rotation"):
+        _real(cfg, name, 0.0, closed=True)
+    for name in ("ema", "momentum", "stroke"):
+        _real(cfg, name, 0.0, closed=True, high=1.0)
+    _flag(cfg, "hsd")
+    w = cfg.widths
+    if not isinstance(w, tuple) or len(w) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in w):
+        raise ConfigError(f"widths must be three whole numbers ≥ 1 (the channels of DigitEncoder), got {w!r}.")
+    crop = cfg.crop_scale
+    if not (isinstance(crop, tuple) and len(crop) == 2 and all(isinstance(v, (int, float)) for v in crop)
+            and 0 < crop[0] <= crop[1] <= 1):
+        raise ConfigError(f"crop_scale must be (lo, hi) with 0 < lo ≤ hi ≤ 1, got {crop!r}.")
 
 
 def run_name(cfg: HaDisConfig, seed: int) -> str:

@@ -97,7 +97,7 @@ class ConvAutoencoder(nn.Module):
 
     ``decoder_alignment``: "ours" (default) or "keras", where the decoder's stride-2 transposed
     convolutions put their output (:class:`KerasAlignedUp`); the encoder is the same either way.
-    ``encoder(x)`` gives the embedding z (N×``embedding_dim``); ``decoder(z)`` an image of
+    ``encoder(x)`` gives the embedding z, of shape N × ``embedding_dim``; ``decoder(z)`` an image of
     the input's shape; ``forward(x)`` the reconstruction. Used in
     :doc:`/book/03_representation_learning`.
     """
@@ -159,7 +159,7 @@ class MLPAutoencoder(nn.Module):
     ``input_dim`` values: d–500–500–2000–10 and back, ReLU after every hidden layer, a linear
     embedding and a linear output (the reconstruction of data of any scale).
 
-    ``encoder(x)`` gives the embedding z (N×``embedding_dim``); ``decoder(z)`` a vector of
+    ``encoder(x)`` gives the embedding z, of shape N × ``embedding_dim``; ``decoder(z)`` a vector of
     ``input_dim`` values; ``forward(x)`` the reconstruction. ``input_shape`` is ``(input_dim,)``,
     the shape of one sample, as :class:`ConvAutoencoder`'s is (C, H, W). Weights are
     Glorot-uniform with zero biases (the Keras defaults, as in DEC's Keras reimplementations and

@@ -44,3 +44,33 @@ def checkpoints_root() -> Path:
     if env:
         return Path(env).expanduser().absolute()
     return REPO_ROOT / "checkpoints" if in_checkout() else cache_dir() / "checkpoints"
+
+
+def record_command(prog: str, argv) -> str:
+    """The command line a record carries: ``prog`` (e.g. ``"python -m decs"``) and the arguments
+    ``argv``, each absolute path written relative to the repository when it lies inside it
+    (``--results results``), else as a placeholder named after its option (``--results
+    <results>``, ``--start-from <start-from>/theirs.pt``: a file keeps its name): a record
+    never names the folders of the machine that made it. Read in :doc:`/book/reproducibility`."""
+    out, option = [], "path"
+    for arg in map(str, argv):
+        flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if arg.startswith("--") and not eq:
+            option = arg.lstrip("-")
+            out.append(arg)
+            continue
+        name = flag.lstrip("-") if eq else option
+        out.append(f"{flag}={_portable(value, name)}" if eq else _portable(value, name))
+    return " ".join([prog, *out])
+
+
+def _portable(value: str, option: str) -> str:
+    if not os.path.isabs(value):
+        return value
+    path = Path(value)
+    for root in (REPO_ROOT, REPO_ROOT.resolve()):
+        try:
+            return path.relative_to(root).as_posix() or "."
+        except ValueError:
+            pass
+    return f"<{option}>/{path.name}" if path.suffix else f"<{option}>"

@@ -183,19 +183,35 @@ def _save(path: Path | str | None, state: dict) -> None:
     os.replace(tmp, path)  # atomic: an interrupted save never leaves a broken checkpoint
 
 
-def _load(path: Path | str | None) -> dict | None:
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: truncated or corrupted, or written with other settings.
+    The message names the file and what to do."""
+
+
+def read_checkpoint(path: Path | str | None) -> dict | None:
+    """A checkpoint's contents on the CPU, None when there is none; a file that cannot be read
+    raises :class:`CheckpointError` saying what to do."""
     if path is None or not Path(path).exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for a broken file
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupted: "
+                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}); delete it "
+                              "to start that stage again.") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a checkpoint of this package (it holds a {type(state).__name__}); "
+                              "delete it to start that stage again.")
+    return state
 
 
 def _load_matching(path: Path | str | None, key, what: str) -> dict | None:
     """The checkpoint at ``path`` (None when there is none), after checking that it was written
     with the same settings (``key``); refuses one of other settings, saying what to do."""
-    state = _load(path)
+    state = read_checkpoint(path)
     if state is not None and state.get("key") != key:
-        raise ValueError(f"{path} {what} with other settings ({state.get('key')}); delete it or "
-                         "use another checkpoint path.")
+        raise CheckpointError(f"{path} {what} with other settings ({state.get('key')}); delete it or "
+                              "use another checkpoint path.")
     return state
 
 
@@ -699,9 +715,9 @@ def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
         try:
             model.load_state_dict(start)
         except RuntimeError as err:
-            raise ValueError(f"the given start is not a {network} autoencoder for inputs of shape "
-                             f"{tuple(x.shape[1:])} with the configured filters {cfg.filters} and embedding "
-                             f"dimension {cfg.embedding_dim}: {str(err).splitlines()[0]}") from err
+            raise CheckpointError(f"the given start is not a {network} autoencoder for inputs of shape "
+                                  f"{tuple(x.shape[1:])} with the configured filters {cfg.filters} and embedding "
+                                  f"dimension {cfg.embedding_dim}: {str(err).splitlines()[0]}") from err
         losses, seconds = [], 0.0
     if cfg.recalibrate_bn:
         recalibrate_batchnorm(model, x, cfg.eval_batch_size)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from decs import data
-from decs.__main__ import _parse_overrides, run_name, sweep_name, sweep_order
+from decs.__main__ import UsageError, _parse_overrides, run_name, sweep_name, sweep_order
 from decs.config import SWEEP_ALPHAS, SWEEP_LAMS, get_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,13 +105,13 @@ def test_sweep_cells_never_take_the_protocol_runs_name():
 def test_unknown_dataset_and_bad_override(tmp_path):
     out = _cli("train", "--dataset", "cifar", tmp_path=tmp_path)
     assert out.returncode != 0 and "cifar" in out.stderr
-    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+    with pytest.raises(UsageError, match="FIELD=VALUE"):
         _parse_overrides(["nonsense=1"])
 
 
 def test_overrides_are_typed_and_named():
-    o = _parse_overrides(["maxiter=500", "lam=0.2", "augment=false", "subset=100", "form=paper"])
-    assert o == {"maxiter": 500, "lam": 0.2, "augment": False, "subset": 100, "form": "paper"}
+    o = _parse_overrides(["maxiter=500", "lam=0.2", "augment=false", "subset=100", "batch_size=100", "form=paper"])
+    assert o == {"maxiter": 500, "lam": 0.2, "augment": False, "subset": 100, "batch_size": 100, "form": "paper"}
     cfg = get_config("cpu", **o)
     assert run_name(cfg, 2).startswith("cpu-seed2+") and "maxiter=500" in run_name(cfg, 2)
     assert run_name(get_config("cpu"), 0) == "cpu-seed0"

@@ -73,11 +73,12 @@ def test_runs_end_to_end_and_returns_at_most_8_files_holding_the_records(whole):
 @needs_usps
 def test_a_run_stopped_by_the_deadline_resumes_to_the_same_records(whole):
     tmp, _, summary = whole
-    (job,) = summary["jobs"]
-    # stop the job about halfway: after its pretraining (checkpointed), inside the clustering
-    deadline = job["started_s"] + 0.6 * job["wall_s"]
-    out1, first = _queue(tmp, "cut", "--deadline", f"{deadline:.1f}", "--margin", "0")
+    # stop the job inside its first clustering, after pretraining (checkpointed): at the clustering
+    # checkpoint of iteration 20 of 100, a point of the training, not a time — on a busy machine
+    # a deadline drawn from an earlier run's wall time came after the run had ended
+    out1, first = _queue(tmp, "cut", "--deadline", "300", "--margin", "5", "--stop-at-iteration", "20")
     assert first["jobs"][0]["status"] == "unfinished", first
+    assert "stop point reached" in (out1 / "log.txt").read_text()
     assert (out1 / "checkpoints.tar").exists(), (out1 / "log.txt").read_text()
     assert len(list(out1.iterdir())) <= 8
     out2, second = _queue(tmp, "resumed", "--deadline", "300", "--margin", "5", "--resume-from", str(out1))
@@ -179,7 +180,7 @@ def test_hadis_job_runs_and_its_record_is_returned(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--datasets", "usps", "--seeds", "0", "--profile", "ci",
-                           "--set", "subset=200", "pretrain_epochs=2", "maxiter=20", "kmeans_n_init=1",
+                           "--set", "subset=200", "batch_size=200", "pretrain_epochs=2", "maxiter=20", "kmeans_n_init=1",
                            "--hadis-datasets", "usps", "--hadis-set", "subset=200", "epochs=2",
                            "--model-files", "none", "--deadline", "300", "--margin", "5", "--out", str(out),
                            "--results", str(tmp_path / "res"), "--checkpoints", str(tmp_path / "ck")],
