@@ -86,12 +86,13 @@ def skip_long() -> bool:
     return os.environ.get("DECS_SKIP_LONG", "0").strip().lower() in ("1", "true", "yes")
 
 
-def long_step(what: str, minutes: float) -> bool:
+def long_step(what: str, minutes: float, skippable: bool = True) -> bool:
     """Before a cell that trains at the active profile: say how long it will take and whether it
     runs. ``minutes`` is the cell's estimate (:func:`minutes_at`); a step of more than
     ``LONG_MINUTES`` is skipped when ``DECS_SKIP_LONG=1`` (then False: the cell shows what it
-    can without it). Used in :doc:`/book/08_training_usps` and the other pages that train."""
-    long = minutes > LONG_MINUTES
+    can without it) unless not ``skippable``. Used in :doc:`/book/08_training_usps` and the
+    other pages that train."""
+    long = skippable and minutes > LONG_MINUTES
     about = f"about {minutes:.0f} min" if minutes >= 1 else "under a minute"
     if long and skip_long():
         print(f"{what}: {about} at the {get_config().profile} profile: SKIPPED (DECS_SKIP_LONG=1)")
@@ -111,12 +112,14 @@ _PRETRAIN_S_PER_IMAGE = {16 * 16: 2.688 / 9298, 28 * 28: 8.299 / 10000}
 _CLUSTER_S_PER_ITERATION = {16 * 16: 0.0523, 28 * 28: 0.2049}
 
 
-def minutes_at(dataset: str, cfg: Config | None = None, runs: int = 1, pretrain: bool = True) -> float:
+def minutes_at(dataset: str, cfg: Config | None = None, runs: int = 1, pretrain: bool = True,
+               iterations: int | None = None) -> float:
     """About how many minutes ``runs`` runs of :func:`decs.train.run` on ``dataset`` take at
     ``cfg`` (default: the active profile) on 2 CPU cores, from the speed benchmark of
-    :doc:`/book/reproducibility`; ``pretrain=False`` when the runs share a pretrained network.
-    An upper bound where checkpoints already hold part of the work, and far more than a GPU
-    takes. What :func:`long_step` prints before a chapter trains."""
+    :doc:`/book/reproducibility`; ``pretrain=False`` when the runs share a pretrained network,
+    ``iterations`` when they cluster for other than ``cfg.maxiter`` iterations (0: pretraining
+    only). An upper bound where checkpoints already hold part of the work, and far more than a
+    GPU takes. What :func:`long_step` prints before a chapter trains."""
     from .data import DATASETS, canonical_name
 
     cfg = cfg or get_config()
@@ -125,7 +128,8 @@ def minutes_at(dataset: str, cfg: Config | None = None, runs: int = 1, pretrain:
     size = min(_PRETRAIN_S_PER_IMAGE, key=lambda p: abs(p - pixels))  # the nearest benchmarked size
     scale = pixels / size
     n = min(cfg.subset or info.n_samples, info.n_samples)
-    seconds = runs * cfg.maxiter * _CLUSTER_S_PER_ITERATION[size] * scale
+    its = cfg.maxiter if iterations is None else iterations
+    seconds = runs * its * _CLUSTER_S_PER_ITERATION[size] * scale
     if pretrain:
         seconds += runs * cfg.pretrain_epochs * n * _PRETRAIN_S_PER_IMAGE[size] * scale
     return seconds / 60
@@ -186,8 +190,8 @@ def results_note() -> str:
 def _present(found) -> bool:
     if found is None:
         return False
-    if isinstance(found, Path):
-        return found.exists()
+    if isinstance(found, Path):   # a folder counts when it holds a file (a failed fetch leaves it empty)
+        return found.is_file() or found.is_dir() and any(p.is_file() for p in found.rglob("*"))
     try:
         return len(found) > 0
     except TypeError:
@@ -212,8 +216,9 @@ def available(what: str, found) -> bool:
 
 
 def first_file(*paths: Path) -> Path | None:
-    """The first of ``paths`` that exists, or None (then :func:`available` says so)."""
-    return next((Path(p) for p in paths if Path(p).exists()), None)
+    """The first of ``paths`` that is there (a file, or a folder holding one), or None (then
+    :func:`available` says so)."""
+    return next((Path(p) for p in paths if _present(Path(p))), None)
 
 
 def needs(line: str, cell: str) -> None:
@@ -227,7 +232,8 @@ def needs(line: str, cell: str) -> None:
     shell = get_ipython()
     missing = [name for name in line.split() if not _present(shell.user_ns.get(name))]
     if missing:
-        print(f"skipped: this cell needs {', '.join(missing)}, not available on this machine (see above)")
+        print(f"skipped: this cell needs {', '.join(missing)}, which is not here (see above: not available, "
+              "or a long step skipped)")
         return
     result = shell.run_cell(cell)
     result.raise_error()
@@ -334,11 +340,14 @@ def committed_record(dataset: str, method: str = "decs", seed: int = 0, scales=S
     return None
 
 
-def load_or_train(dataset: str, S: Setup, method: str = "decs", seed: int = 0, progress: bool = False) -> Run:
+def load_or_train(dataset: str, S: Setup, method: str = "decs", seed: int = 0,
+                  progress: bool = False, skippable: bool = False) -> Run | None:
     """The run of ``method`` on ``dataset`` a chapter shows: the committed run at the largest
     scale (paper, then cpu) when its model files are here, else one trained now at the active
     profile (checkpoints shared by every chapter and by ``python -m decs``, so it is trained once).
-    Used in :doc:`/book/08_training_usps`."""
+    Before training it says how long that takes (:func:`long_step`); with ``skippable`` (a page
+    whose later cells do without the run) None when the training is long and
+    ``DECS_SKIP_LONG=1`` skips it. Used in :doc:`/book/08_training_usps`."""
     from . import data
     from .results import checkpoint_dir, cluster_tag
     from .models import ConvAutoencoder
@@ -352,6 +361,9 @@ def load_or_train(dataset: str, S: Setup, method: str = "decs", seed: int = 0, p
         return Run(rec, nets["pretrained"], nets["encoder"], nets["centroids"], nets["alpha"], nets["stages"],
                    x.to(S.device), y.numpy(), "committed run")
     cfg = S.config
+    what = f"training {method.upper()} on {dataset} (no committed run here)"
+    if not long_step(what, minutes_at(dataset, cfg), skippable):
+        return None
     x, y = data.load(dataset, subset=cfg.subset, seed=seed)
     x, y = x.to(S.device), y.numpy()
     result = run(x, y, cfg, method=method, seed=seed, device=S.device, dataset=dataset, progress=progress,

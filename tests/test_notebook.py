@@ -81,8 +81,14 @@ def test_missing_results_are_said_not_available(monkeypatch, tmp_path, capsys):
     assert not notebook.available("a file", tmp_path / "missing.json")
     out = capsys.readouterr().out
     assert out.count("NOT AVAILABLE on this machine") == 3 and "DECS_RESULTS names" in out
-    assert notebook.available("the records", [{"a": 1}]) and notebook.available("a folder", tmp_path)
-    assert notebook.first_file(tmp_path / "a", tmp_path) == tmp_path and notebook.first_file(tmp_path / "a") is None
+
+    (tmp_path / "empty").mkdir()    # what a failed fetch leaves: a folder without files
+    assert not notebook.available("an empty folder", tmp_path / "empty")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "a.json").write_text("{}")
+    assert notebook.available("the records", [{"a": 1}]) and notebook.available("a folder", tmp_path / "full")
+    assert notebook.first_file(tmp_path / "a", tmp_path / "empty", tmp_path / "full") == tmp_path / "full"
+    assert notebook.first_file(tmp_path / "a") is None
 
 
 def test_in_a_checkout_a_missing_committed_result_is_a_bug(monkeypatch):
