@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -162,11 +163,11 @@ def setup(seed: int = 0, data: Sequence[str] = ()) -> Setup:
     notes = _prepare_data(data, root)
     if downloads_allowed():
         ensure_fetched()
-    print(f"profile={cfg.profile} | device={device} ({hw}) | data={display_path(root)} | seed={seed} | "
-          f"torch {torch.__version__}, python {platform.python_version()}")
-    print(f"  profile {cfg.profile}: {why}")
-    for line in notes:
-        print("  " + line)
+    # lines that fit the page (100 characters), as the notebooks' code does
+    print(f"profile={cfg.profile} | device={device} ({hw}) | data={display_path(root)} | seed={seed}")
+    print(f"  torch {torch.__version__}, python {platform.python_version()}")
+    for line in [f"profile {cfg.profile}: {why}", *notes]:
+        print(textwrap.fill(line, 100, initial_indent="  ", subsequent_indent="    "))
     return Setup(cfg.profile, cfg, device, root, seed)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["EXTRA", "RELEASE", "REPOSITORY", "install_cell", "notebook_data", "raw_url", "requirement"]
+__all__ = ["EXTRA", "RELEASE", "REPOSITORY", "install_cell", "notebook_data", "raw_url", "requirement",
+           "site_url"]
 
 REPOSITORY = "https://github.com/decs-book/decs-book"
 """The public repository of the book and of the ``decs`` package."""
@@ -32,6 +33,15 @@ def raw_url(path: str, release: str = RELEASE) -> str:
     installed package fetches (:func:`decs.results.fetch_results`)."""
     owner_repo = REPOSITORY.removeprefix("https://github.com/")
     return f"https://raw.githubusercontent.com/{owner_repo}/{release}/{path}"
+
+
+def site_url(path: str = "") -> str:
+    """The address of the published book (GitHub Pages of REPOSITORY), or of ``path`` on it: the
+    student edition, without the solutions, is ``site_url("student/")`` (built and published
+    beside the book by ``.github/workflows/pages.yml``; linked from :doc:`/book/01_preface` and
+    :doc:`/book/instructors`)."""
+    owner, name = REPOSITORY.removeprefix("https://github.com/").split("/")
+    return f"https://{owner}.github.io/{name}/{path}"
 
 
 def requirement(extra: str | None = EXTRA, release: str = RELEASE) -> str:

