@@ -166,7 +166,8 @@ def load_start(path: Path | str) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, corrupted, or not a torch file
-        raise UsageError(f"--start-from {path}: not a readable network file ({str(err).splitlines()[0]}); "
+        why = f"{type(err).__name__}: {str(err).split('. ')[0].splitlines()[0]}"
+        raise UsageError(f"--start-from {path}: not a readable network file ({why}); "
                          "write it again with benchmarks/authors_tf_weights.py --to-ours") from err
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
         raise UsageError(f"--start-from {path}: expected a dict with a 'model' state dict, as "

@@ -197,7 +197,7 @@ def read_checkpoint(path: Path | str | None) -> dict | None:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for a broken file
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupted: "
-                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}); delete it "
+                              f"{str(err).split('. ')[0].splitlines()[0] if str(err) else type(err).__name__}); delete it "
                               "to start that stage again.") from err
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not a checkpoint of this package (it holds a {type(state).__name__}); "
