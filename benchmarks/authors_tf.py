@@ -48,6 +48,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ITER = re.compile(r"Iter (\d+): acc=([\d.]+), nmi=([\d.]+), ari=([-\d.]+); loss=([-\d.naninf]+)")
 EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
 TIMES = re.compile(r"Time for pretaining, clustering and total: \((\d+)s, (\d+)s, (\d+)s\)")
@@ -127,6 +129,24 @@ def _keep_weights(work: Path, folder: Path, stem: str) -> Path | None:
     shutil.copy(found[0], kept)
     print(f"[authors-tf] kept their pretrained weights in {kept}", flush=True)
     return kept
+
+
+def _labels(path: Path) -> dict:
+    """The final cluster sizes and the confusion matrices of start and end, from the labels the harness
+    saved (empty when it saved none)."""
+    if not path.is_file():
+        return {}
+    from decs.metrics import confusion
+
+    saved = np.load(path)
+    y = saved["y"].astype(np.int64)
+    k = len(np.unique(y))
+    final = saved["final"].astype(np.int64)
+    return {"final_cluster_sizes": np.bincount(final, minlength=k).tolist(),
+            "clusters_used": int(np.count_nonzero(np.bincount(final, minlength=k))),
+            "confusion": {"rows": "cluster", "columns": "class",
+                          "start": confusion(y, saved["start"].astype(np.int64), k),
+                          "final": confusion(y, final, k)}}
 
 
 def record_command(argv: list[str]) -> str:
@@ -222,6 +242,11 @@ def main(argv: list[str] | None = None) -> None:
         changes.append("tensorflow.keras.datasets.mnist.load_data replaced by benchmarks/authors_tf_harness.py's "
                        "reader of MNIST's original idx files (DECS_DATA/mnist): the same uint8 images and labels "
                        "as Keras's mnist.npz, which this offline machine cannot download")
+    if args.pretrained_weights is None:  # their run_exp.py: keep the labels their loop does not write out
+        harness_args += ["--labels-out", "labels.npz"]
+        changes.append("their FcDEC.fit and the KMeans it calls wrapped by benchmarks/authors_tf_harness.py to "
+                       "save the k-means start's and the final labels (no random number drawn; the record's "
+                       "cluster sizes and confusion matrices come from them)")
     launch = [their_cmd[0]] if not harness_args else [
         str(Path(__file__).with_name("authors_tf_harness.py")), *harness_args, "--script", their_cmd[0], "--"]
     lines: list[tuple[float, str]] = []
@@ -247,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         if proc.wait() != 0:
             tail = "\n".join(line for _, line in lines[-30:])
             raise SystemExit(f"the authors' code exited with {proc.returncode}:\n{tail}")
+        labels = _labels(work / "labels.npz")
     rec = {
         "kind": "authors-tf",
         "dataset": args.dataset,
@@ -274,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
             "file": kept.name, "sha256": hashlib.sha256(kept.read_bytes()).hexdigest()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **parse(lines),
+        **labels,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from decs.train import record_json   # the layout of every file under results/
