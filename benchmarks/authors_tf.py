@@ -50,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from decs.paths import record_command
+
 ITER = re.compile(r"Iter (\d+): acc=([\d.]+), nmi=([\d.]+), ari=([-\d.]+); loss=([-\d.naninf]+)")
 EPOCH = re.compile(r"^Epoch (\d+)/(\d+)")
 TIMES = re.compile(r"Time for pretaining, clustering and total: \((\d+)s, (\d+)s, (\d+)s\)")
@@ -147,22 +149,6 @@ def _labels(path: Path) -> dict:
             "confusion": {"rows": "cluster", "columns": "class",
                           "start": confusion(y, saved["start"].astype(np.int64), k),
                           "final": confusion(y, final, k)}}
-
-
-def record_command(argv: list[str]) -> str:
-    """The record's command line, with this machine's folders as placeholders (``<authors-code>``,
-    ``<tf-python>``, ``<weights>``, ``<kept-weights>``): a record never names the paths of the machine that made it."""
-    holders = {"--code": "<authors-code>", "--python": "<tf-python>", "--keep-weights": "<kept-weights>"}
-    out, it = [], iter(argv)
-    for a in it:
-        flag, eq, val = a.partition("=")
-        if flag in holders or flag == "--pretrained-weights":
-            v = val if eq else next(it, "")
-            v = holders.get(flag) or "<weights>/" + Path(v).name
-            out.append(f"{flag}={v}" if eq else f"{flag} {v}")
-        else:
-            out.append(a)
-    return "python benchmarks/authors_tf.py " + " ".join(out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -279,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         "code": {"repository": "ChengZhanwen/DECS", "commit": args.commit or _git(args.code, "rev-parse", "HEAD"),
                  "modified": False},
         "their_command": "python " + " ".join(their_cmd),
-        "command": record_command(argv if argv is not None else sys.argv[1:]),
+        "command": record_command("python benchmarks/authors_tf.py", argv if argv is not None else sys.argv[1:]),
         "environment_changes": changes,
         "settings": {"pretrain_epochs": args.pretrain_epochs, "maxiter": args.maxiter, "batch_size": 256,
                      "update_interval": 30, "augment": True,

@@ -226,3 +226,64 @@ def gradient_bound(z: torch.Tensor, centroids: torch.Tensor, alpha: float, lam: 
     t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
     dmax = squared_distances(z, centroids).max().sqrt()
     return 2.0 * (1.0 + 2.0 * lam) * (alpha + 1.0) / (4.0 * n * k * t**2 * alpha) * dmax
+
+
+def start_profile(z: torch.Tensor, centroids: torch.Tensor, alpha: float = 0.5, lam: float = 0.4,
+                  batch_size: int = 256, bins: int = 1000, seed: int = 0) -> dict:
+    """What the instability loss sees at a start (iteration 0), rather than the start's k-means ACC.
+
+    ``z``: the clean embedding of every sample (n×d); ``centroids``: the k-means start (k×d).
+    Returned, all as plain numbers or lists:
+
+    * the embedding's scale against the Student kernel: the median squared distance of a sample
+      to its nearest and second-nearest centroid, divided by α (the kernel
+      (1 + d²/α)^(−(α+1)/2) is flat for d²/α ≪ 1 and decided for d²/α ≫ 1), and the smallest and
+      median squared distance between two centroids over α;
+    * q's entropy (divided by log k: 1 for uniform) and its largest value, averaged over samples;
+    * Otsu's t over all n·k values of q, and the mean and spread of Otsu's t over the batches of
+      ``batch_size`` that the loop splits (each batch has its own t);
+    * the share of undecided samples: no q_ij ≥ t (no relation on the "associated" side of the
+      threshold), and of samples with two or more q_ij ≥ t;
+    * each centroid's pull: the norm of the loss's gradient ∂L/∂m_j (code form, Otsu's t per
+      batch), averaged over the batches of one shuffled pass, and its soft mass Σ_i q_ij.
+
+    Used in :doc:`/book/dying_clusters`; the loop records Otsu's t and each centroid's pull during
+    training at every evaluation (:doc:`/book/08_training_usps`).
+    """
+    _check_alpha(alpha)
+    with torch.no_grad():
+        d2 = squared_distances(z, centroids)
+        near = d2.topk(2, dim=1, largest=False).values
+        q = soft_assign(z, centroids, alpha)
+        k = q.shape[1]
+        entropy = -(q * q.clamp_min(1e-30).log()).sum(1) / torch.log(torch.tensor(float(k)))
+        t_all = otsu_threshold(q, bins)
+        above = (q >= t_all).sum(1)
+        m = centroids.shape[0]
+        cd2 = squared_distances(centroids, centroids)[~torch.eye(m, dtype=torch.bool, device=z.device)]
+    order = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed)).to(z.device)
+    pulls, ts = torch.zeros(k, dtype=torch.float64), []
+    n_batches = 0
+    for start in range(0, z.shape[0], batch_size):
+        m_ = centroids.detach().clone().requires_grad_(True)
+        qb = soft_assign(z[order[start:start + batch_size]], m_, alpha)
+        t = otsu_threshold(qb, bins)
+        ts.append(float(t))
+        instability(qb, t, lam, "code").backward()
+        pulls += m_.grad.norm(dim=1).double().cpu()
+        n_batches += 1
+    ts_t = torch.tensor(ts)
+    r = lambda v: float(f"{float(v):.4g}")  # noqa: E731 — four significant digits
+    return {
+        "alpha": alpha, "lam": lam, "n": int(z.shape[0]), "k": int(k),
+        "d2_nearest_over_alpha_median": r(near[:, 0].median() / alpha),
+        "d2_second_over_alpha_median": r(near[:, 1].median() / alpha),
+        "centroid_d2_over_alpha_min": r(cd2.min() / alpha),
+        "centroid_d2_over_alpha_median": r(cd2.median() / alpha),
+        "q_entropy_mean": r(entropy.mean()), "q_max_mean": r(q.max(1).values.mean()),
+        "otsu_t_all": r(t_all), "otsu_t_batch_mean": r(ts_t.mean()), "otsu_t_batch_std": r(ts_t.std()),
+        "undecided_share": r((above == 0).float().mean()),
+        "several_above_t_share": r((above >= 2).float().mean()),
+        "centroid_pull": [r(v) for v in (pulls / n_batches).tolist()],
+        "soft_mass": [round(float(v), 1) for v in q.sum(0).tolist()],
+    }

@@ -454,3 +454,27 @@ def test_without_the_variance_reward_the_code_form_is_one_minus_mean_stability()
     s = stability.sample_stability(stability.determinacy(q, t, "linear"), 0.4)
     assert torch.allclose(stability.instability(q, t, 0.4, "code", variance_reward=False), 1 - s.mean())
     assert torch.allclose(stability.instability(q, t, 0.4, "code"), 1 - s.mean() - s.var(unbiased=False))
+
+
+def test_start_profile_reads_what_the_loss_sees_at_a_start():
+    from decs.stability import start_profile
+
+    torch.manual_seed(0)
+    centroids = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    z = centroids.repeat_interleave(20, 0) + 0.3 * torch.randn(60, 2)
+    prof = start_profile(z, centroids, alpha=0.5, lam=0.4, batch_size=60)
+    # one batch holding every sample: the pull is the norm of the loss's gradient on each centroid
+    m = centroids.clone().requires_grad_(True)
+    q = soft_assign(z[torch.randperm(60, generator=torch.Generator().manual_seed(0))], m, 0.5)
+    instability(q, otsu_threshold(q), 0.4, "code").backward()
+    assert prof["centroid_pull"] == pytest.approx(m.grad.norm(dim=1).tolist(), rel=1e-3)
+    q_all = soft_assign(z, centroids, 0.5)
+    assert prof["q_max_mean"] == pytest.approx(float(q_all.max(1).values.mean()), rel=1e-3)
+    assert prof["soft_mass"] == pytest.approx(q_all.sum(0).tolist(), abs=0.06)
+    t = float(otsu_threshold(q_all))
+    assert prof["undecided_share"] == pytest.approx(float(((q_all >= t).sum(1) == 0).float().mean()), abs=1e-4)
+    # centroids on top of one another: q is uniform, its entropy is log k, nobody is decided
+    flat = start_profile(z, torch.zeros(3, 2), batch_size=60)
+    assert flat["q_entropy_mean"] == pytest.approx(1.0)
+    assert flat["q_max_mean"] == pytest.approx(1 / 3, rel=1e-3)  # four significant digits
+    assert prof["q_entropy_mean"] < flat["q_entropy_mean"]
