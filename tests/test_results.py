@@ -484,3 +484,33 @@ def test_every_committed_json_file_is_in_the_record_layout():
     texts = {f: (root / f).read_text(encoding="utf-8") for f in files if f.endswith(".json")}
     off = [f for f, text in texts.items() if record_json(json.loads(text)) != text]
     assert not off, f"not in the record layout (run python tools/format_results.py): {off[:5]}"
+
+
+def test_the_verdict_says_per_dataset_whether_decs_reproduces_from_the_protocol_records():
+    def paper(ds, method, seed, acc, sizes, stopped=True):
+        rec = _rec(ds, "paper", method, seed, acc, 0.9, sizes)
+        rec["history"].insert(0, {"cluster_sizes": [300, 300, 400]})
+        rec["config"]["maxiter"] = 20000
+        rec.update(iterations=20000 if not stopped else 900, stopped_early=stopped,
+                   best_label_selected={"acc": 0.95, "iteration": 560})
+        return rec
+
+    recs = [paper("usps", "decs", s, 0.985 + 0.002 * s, [300, 300, 400]) for s in range(3)]
+    recs += [paper("mnist-test", "decs", 0, 0.885, [598, 2, 400]),
+             paper("mnist-test", "dec", 0, 0.701, [300, 300, 400], stopped=False),
+             _rec("mnist", "cpu", "decs", 0, 0.99, 0.9, [5, 5, 5])]  # cpu: not the protocol
+    text = results.verdict(recs, authors=[], sweep=None)
+    lines = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("- **")}
+    assert "reproduces** (3 seeds)" in lines["USPS — reproduces"] and "0.987 ± 0.002 (3)" in text
+    assert "All 3 clusters kept in 3 of 3 runs" in lines["USPS — reproduces"]
+    mt = lines["MNIST-test — does not reproduce"]
+    assert "(1 seed so far)" in mt and "In 1 of 1 runs two classes end in one cluster" in mt
+    assert "stopping rule never fired in 1 of 1 runs" in mt and "0.950 at iteration 560" in mt
+    assert "YTF — not obtainable" in lines
+    assert "MNIST, Fashion-MNIST — not run at the protocol yet" in lines   # a cpu record is not the protocol
+    assert "± is the standard deviation over seeds" in text
+    # within one point of the published ACC is "reproduces"; a point and a half below is not
+    assert "MNIST-test — reproduces" in results.verdict(
+        [paper("mnist-test", "decs", 0, 0.981, [300, 300, 400])], authors=[], sweep=None)
+    assert "MNIST-test — does not reproduce" in results.verdict(
+        [paper("mnist-test", "decs", 0, 0.975, [300, 300, 400])], authors=[], sweep=None)
