@@ -491,6 +491,75 @@ def findings(records: list[dict] | None = None) -> str:
     return "\n".join(lines) if lines else "- (no committed protocol records yet)"
 
 
+def authors_seed(rec: dict) -> int:
+    """The seed their ``set_seed()`` used in a run of the authors' code: ``settings.seed_value`` where the
+    record has it, else 2333 (their ``run_exp.py``'s own, for the records written before draws existed)."""
+    return rec["settings"].get("seed_value", 2333)
+
+
+def kept_all_clusters(rec: dict, class_counts=None) -> bool:
+    """Whether a run ended with every cluster in use and none shrunk under 1 % of the samples
+    (:func:`nearly_emptied`'s threshold). For our records, from the final cluster sizes. For a run of the
+    authors' code, from the final cluster sizes the harness kept; a record written before the harness kept
+    labels has only ACC, and then: kept when its final ACC exceeds 1 − (smallest class − 1 % of n)/n, the
+    most a clustering can score while one class has no cluster of its own of at least 1 % (``class_counts``:
+    the dataset's class sizes). Used for the keep rates of :doc:`/book/dying_clusters`."""
+    if "final" in rec:  # ours (the authors' records have their_final)
+        return clusters_used(rec) == rec["n_clusters"] and not nearly_emptied(rec)
+    if "final_cluster_sizes" in rec:
+        sizes = rec["final_cluster_sizes"]
+        return min(sizes) >= 0.01 * sum(sizes)
+    if class_counts is None:
+        raise ValueError(f"{rec.get('path', 'the record')} has no cluster sizes: give the dataset's class counts")
+    n = float(sum(class_counts))
+    return rec["their_final"]["acc"] > 1 - (min(class_counts) - 0.01 * n) / n
+
+
+def keep_rate(kept: list[bool]) -> dict:
+    """How many of ``kept`` are True, the share and its 95 % Wilson interval (scipy's ``binomtest``)."""
+    from scipy.stats import binomtest
+
+    n, k = len(kept), int(sum(kept))
+    if n == 0:
+        return {"kept": 0, "draws": 0, "rate": float("nan"), "low": float("nan"), "high": float("nan")}
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return {"kept": k, "draws": n, "rate": k / n, "low": float(ci.low), "high": float(ci.high)}
+
+
+def keep_rates(records: list[dict], authors: list[dict], dataset: str = "usps", profile: str = "cpu",
+               class_counts=None) -> list[dict]:
+    """Chance or cause: how often each code's draws keep every cluster at the `cpu` length (200 pretraining
+    epochs, 3,000 iterations). Ours: the DECS records of ``profile`` with its settings unchanged, one per
+    seed. Theirs: the end-to-end runs of their ``run_exp.py`` with as many epochs and iterations, one per
+    seed of their ``set_seed()`` (a repeat of a seed is the same draw, counted once). Each row: the seeds,
+    :func:`keep_rate` and Fisher's exact test of the two rates (two-sided p). Shown in
+    :doc:`/book/dying_clusters`."""
+    from scipy.stats import fisher_exact
+
+    ours = sorted((r for r in records if r["dataset"] == dataset and r["profile"] == profile
+                   and r["method"] == "decs" and is_protocol_run(r)), key=lambda r: r["seed"])
+    if class_counts is None:  # the class sizes, from any record of the dataset that kept a confusion matrix
+        full = [r["confusion"]["start"] for r in records + authors
+                if r.get("dataset") == dataset and "confusion" in r and r.get("n_samples", 0) != 0
+                and r.get("profile") != "ci"]
+        class_counts = np.asarray(full[0]).sum(0).tolist() if full else None
+    cfg = get_config(profile)
+    theirs = {}
+    for a in authors:
+        st = a["settings"]
+        if a.get("dataset") == dataset and a.get("kind") == "end to end" and st.get("pretrain_epochs") == \
+                cfg.pretrain_epochs and st.get("maxiter") == cfg.maxiter:
+            theirs.setdefault(authors_seed(a), a)
+    rows = [{"code": "ours", "seeds": [r["seed"] for r in ours], **keep_rate([kept_all_clusters(r) for r in ours])},
+            {"code": "theirs", "seeds": sorted(theirs),
+             **keep_rate([kept_all_clusters(theirs[s], class_counts) for s in sorted(theirs)])}]
+    table = [[rows[0]["kept"], rows[0]["draws"] - rows[0]["kept"]], [rows[1]["kept"], rows[1]["draws"] - rows[1]["kept"]]]
+    p = fisher_exact(table).pvalue if rows[0]["draws"] and rows[1]["draws"] else float("nan")
+    for row in rows:
+        row["fisher_p"] = float(p)
+    return rows
+
+
 # A protocol row reproduces when its mean final ACC lies within this of the published ACC.
 REPRODUCES_WITHIN = 0.01
 NOT_OBTAINABLE = {"ytf": "no public download (data/README.md)"}

@@ -514,3 +514,34 @@ def test_the_verdict_says_per_dataset_whether_decs_reproduces_from_the_protocol_
         [paper("mnist-test", "decs", 0, 0.981, [300, 300, 400])], authors=[], sweep=None)
     assert "MNIST-test — does not reproduce" in results.verdict(
         [paper("mnist-test", "decs", 0, 0.975, [300, 300, 400])], authors=[], sweep=None)
+
+
+def test_keep_rates_count_one_draw_per_seed_and_give_wilson_intervals():
+    def ours(seed, sizes):
+        rec = _rec("usps", "cpu", "decs", seed, 0.9, 0.93, sizes)
+        rec["history"].insert(0, {"cluster_sizes": [300, 300, 400]})
+        return rec
+
+    def theirs(seed, acc, sizes=None):
+        rec = {"dataset": "usps", "kind": "end to end", "their_final": {"acc": acc},
+               "settings": {"pretrain_epochs": 200, "maxiter": 3000}}
+        if seed is not None:
+            rec["settings"]["seed_value"] = seed
+        if sizes is not None:
+            rec["final_cluster_sizes"] = sizes
+        return rec
+
+    recs = [ours(0, [598, 2, 400]), ours(1, [300, 300, 400]), ours(2, [600, 0, 400])]
+    authors = [theirs(None, 0.986), theirs(None, 0.986),              # 2333 and its repeat: one draw
+               theirs(1, 0.90, [300, 300, 400]), theirs(2, 0.80, [700, 0, 300])]
+    rows = {r["code"]: r for r in results.keep_rates(recs, authors, class_counts=[300, 300, 400])}
+    assert rows["ours"]["seeds"] == [0, 1, 2] and rows["ours"]["kept"] == 1   # a cluster of 2 is not kept
+    assert rows["theirs"]["seeds"] == [1, 2, 2333] and rows["theirs"]["kept"] == 2
+    # by ACC alone: kept when above 1 − (smallest class − 1 % of n)/n = 1 − (300 − 10)/1000 = 0.71
+    assert results.kept_all_clusters(theirs(None, 0.72), [300, 300, 400])
+    assert not results.kept_all_clusters(theirs(None, 0.70), [300, 300, 400])
+    low, high = rows["ours"]["low"], rows["ours"]["high"]
+    assert 0.06 < low < 0.062 and 0.79 < high < 0.793          # Wilson's interval for 1 of 3
+    assert rows["ours"]["fisher_p"] == rows["theirs"]["fisher_p"] == 1.0
+    with pytest.raises(ValueError, match="class counts"):
+        results.kept_all_clusters(theirs(None, 0.9))
