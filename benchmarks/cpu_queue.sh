@@ -1,19 +1,48 @@
 #!/usr/bin/env bash
-# The paper-protocol rows a 2-core machine can afford, one run at a time, each skipped when its
-# record exists and continued from its checkpoints (--resume) when an earlier session stopped it.
-# Start it in the background at the beginning of a session:
+# The long runs two CPU cores afford, started first thing whenever work starts: two lanes, one
+# one-thread job each, every run skipped when its record exists and continued from its checkpoints
+# (--resume) when an earlier session stopped it. It first prints how far each run is
+# (benchmarks/queue_status.py: epochs and iterations done, seconds per epoch so far).
 #   nohup bash benchmarks/cpu_queue.sh > logs/cpu_queue.log 2>&1 &
-# USPS takes about an hour per seed on 2 quiet cores, MNIST-test about two; commit the records
-# (and seed 0's model files) as they appear.
-set -euo pipefail
+# Lane A (issue 26, chance or cause): draws of the authors' code at USPS 200 epochs / 3,000
+#   iterations, one per seed of their set_seed() (benchmarks/authors_tf.py through its harness); it
+#   needs their code and a TensorFlow environment: AUTHORS_CODE=<their DECS/ folder> and
+#   TF_PYTHON=<that environment's python> (benchmarks/authors_tf.py's docstring says how), else it
+#   is skipped. Their pretrained weights are kept in $KEEP_WEIGHTS (default ../authors-weights).
+# Lane B: draws of ours at the same length (cpu profile seeds 3-9), then HaDis at its paper length on
+#   USPS (issue 27), then MNIST-test at the protocol, seeds 1 and 2.
+# DRY_RUN=1 prints the commands instead of running them. Commit records as they appear (then
+# python tools/sync_results_manifest.py).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 if [ -z "${DECS_DATA:-}" ] && [ -d ../shared/data ]; then export DECS_DATA="$(cd ../shared/data && pwd)"; fi
-for job in "usps 0" "usps 1" "usps 2" "mnist-test 0" "mnist-test 1" "mnist-test 2"; do
-    set -- $job
-    echo "[cpu_queue] $(date -u +%FT%TZ) $1 seed $2"
-    # model files only for USPS: one seed's networks take 7 MB, and results/ may take 30 MB in all
-    files=none; [ "$1" = usps ] && files=auto
-    "$PY" -m decs reproduce --dataset "$1" --profile paper --seeds "$2" --model-files "$files" --skip-done --resume --quiet
-done
-echo "[cpu_queue] $(date -u +%FT%TZ) done"
+export OMP_NUM_THREADS=1
+say() { echo "[cpu_queue] $(date -u +%FT%TZ) $*"; }
+run() {  # python -m decs ... (skips a run whose record exists, resumes one with checkpoints)
+    if [ -n "${DRY_RUN:-}" ]; then echo "python -m decs $*"; return; fi
+    say "$*"; "$PY" -m decs "$@" --skip-done --resume --quiet || say "failed ($?): $*"
+}
+theirs() {  # one draw of the authors' code: seed, then the record to write
+    local seed=$1 out=$2
+    if [ -e "$out" ]; then say "done: $out"; return; fi
+    if [ -n "${DRY_RUN:-}" ]; then echo "python benchmarks/authors_tf.py --seed $seed ... --out $out"; return; fi
+    say "authors' code, seed $seed -> $out"
+    "$PY" benchmarks/authors_tf.py --code "$AUTHORS_CODE" --python "$TF_PYTHON" --dataset usps --seed "$seed" \
+        --pretrain-epochs 200 --maxiter 3000 --threads 1 --out "$out" \
+        --keep-weights "${KEEP_WEIGHTS:-../authors-weights}" || say "failed ($?): seed $seed"
+}
+lane_a() {
+    if [ -z "${AUTHORS_CODE:-}" ] || [ -z "${TF_PYTHON:-}" ]; then
+        say "lane A skipped: set AUTHORS_CODE and TF_PYTHON to run the authors' draws"; return
+    fi
+    for seed in 1 2 3 4 5 6 7 8 9; do theirs "$seed" "results/authors-tf/usps/e200-i3000-seed$seed.json"; done
+}
+lane_b() {
+    for seed in 3 4 5 6 7 8 9; do run train --dataset usps --profile cpu --seed "$seed" --method decs; done
+    run train --dataset usps --profile paper --seed 0 --method hadis
+    for seed in 1 2; do run reproduce --dataset mnist-test --profile paper --seeds "$seed" --model-files none; done
+}
+[ -n "${DRY_RUN:-}" ] || "$PY" benchmarks/queue_status.py
+lane_a & lane_b & wait
+say "done"

@@ -261,3 +261,39 @@ def test_the_cpu_study_queue_names_only_valid_runs():
             hadis.get_hadis_config(profile, **_parse_overrides(pairs, hadis.HaDisConfig))
         else:
             get_config(profile, **_parse_overrides(pairs))
+
+
+def test_the_cpu_queue_lists_two_lanes_and_skips_the_authors_lane_without_their_code(tmp_path):
+    """benchmarks/cpu_queue.sh with DRY_RUN=1: lane B's runs are `python -m decs` commands of known
+    datasets and profiles; lane A (the authors' draws) runs only when AUTHORS_CODE and TF_PYTHON are set."""
+    import shlex
+    import subprocess
+
+    def listed(**env):
+        base = {k: v for k, v in os.environ.items() if k not in ("AUTHORS_CODE", "TF_PYTHON")}
+        return subprocess.run(["bash", str(SCRIPT.parent / "cpu_queue.sh")], env={**base, "DRY_RUN": "1", **env},
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+
+    without = listed()
+    assert any("lane A skipped" in line for line in without)
+    ours = [shlex.split(line) for line in without if line.startswith("python -m decs")]
+    assert len(ours) >= 8 and all(data.canonical_name(w[w.index("--dataset") + 1]) for w in ours)
+    assert ["--profile", "paper", "--seed", "0", "--method", "hadis"] == ours[-3][6:12]
+    theirs = [line for line in listed(AUTHORS_CODE="x", TF_PYTHON="y") if "authors_tf.py" in line]
+    assert len(theirs) >= 5 and all("--seed" in line and "e200-i3000-seed" in line for line in theirs)
+
+
+def test_queue_status_says_how_far_each_checkpoint_is(tmp_path, capsys):
+    import torch
+
+    status = runpy.run_path(str(SCRIPT.parent / "queue_status.py"))
+    run = tmp_path / "usps" / "paper-seed0"
+    run.mkdir(parents=True)
+    torch.save({"losses": [0.1] * 40, "seconds": 100.0, "key": {"pretrain_epochs": 500}}, run / "pretrain.pt")
+    torch.save({"state": {"iteration": 3000, "seconds": 600.0}}, run / "decs.pt")
+    (run / "dec.pt").write_bytes(b"torn")
+    lines = status["main"](["--checkpoints", str(tmp_path)])
+    assert any("pretraining 40/500 epochs, 2.5 s/epoch" in line for line in lines)
+    assert any("clustering at iteration 3,000, 0.200 s/iteration" in line for line in lines)
+    assert any("dec.pt: unreadable" in line for line in lines)
+    assert "no checkpoints" in status["main"](["--checkpoints", str(tmp_path / "none")])[0]

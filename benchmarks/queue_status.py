@@ -1,0 +1,56 @@
+"""How far each long run of the CPU queue is, read from its checkpoints (printed when the queue starts).
+
+    python benchmarks/queue_status.py [--checkpoints checkpoints]
+
+For every checkpoint folder ``<dataset>/<profile>-seed<s>[+changes]/`` it prints the pretraining's epochs
+done, its seconds per epoch so far (summed seconds over the epochs done, across every process that
+resumed it) and each clustering checkpoint's iteration; for HaDis (``<dataset>/hadis/<run>.pt``) the
+epochs done. A folder the machine lost (a new machine) simply is not there: the queue then starts those
+runs again from the beginning, and the note of the session says so.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from decs.paths import checkpoints_root
+from decs.train import CheckpointError, read_checkpoint
+
+
+def describe(path: Path) -> str:
+    """One line about one checkpoint file."""
+    try:
+        state = read_checkpoint(path)
+    except CheckpointError as err:
+        return f"{path}: unreadable ({err})"
+    if state is None:
+        return f"{path}: gone"
+    if "losses" in state:  # pretraining
+        done, secs = len(state["losses"]), state.get("seconds", 0.0)
+        total = (state.get("key") or {}).get("pretrain_epochs")
+        rate = f", {secs / done:.1f} s/epoch" if done else ""
+        return f"{path}: pretraining {done}/{total if total is not None else '?'} epochs{rate}"
+    if "state" in state and "iteration" in state["state"]:  # a DECS or DEC clustering run
+        st = state["state"]
+        it, secs = st["iteration"], st.get("seconds", 0.0)
+        rate = f", {secs / it:.3f} s/iteration" if it else ""
+        return f"{path}: clustering at iteration {it:,}{rate}"
+    if "epoch" in state:  # HaDis
+        return f"{path}: HaDis at epoch {state['epoch']}"
+    return f"{path}: a checkpoint of unknown kind"
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoints", type=Path, default=None, help="default: decs.paths.checkpoints_root()")
+    args = p.parse_args(argv)
+    root = args.checkpoints or checkpoints_root()
+    files = sorted(f for f in root.glob("*/*/*.pt") if "-epoch" not in f.name) if root.is_dir() else []
+    lines = [describe(f) for f in files] or [f"no checkpoints under {root}: every run starts from the beginning"]
+    for line in lines:
+        print(f"[queue_status] {line}", flush=True)
+    return lines
+
+
+if __name__ == "__main__":
+    main()
