@@ -515,6 +515,15 @@ def kept_all_clusters(rec: dict, class_counts=None) -> bool:
     return rec["their_final"]["acc"] > 1 - (min(class_counts) - 0.01 * n) / n
 
 
+def load_starts(root: Path | str = RESULTS, dataset: str | None = None) -> list[dict]:
+    """The start diagnostics under ``root/starts/<dataset>/`` (``benchmarks/start_diagnostics.py``: what a
+    pretrained network's k-means start looks like to DECS's loss, and how the runs from it ended), sorted
+    by file, each with ``path``. Read in :doc:`/book/dying_clusters`."""
+    ensure_fetched(root)
+    return [{**json.loads(path.read_text()), "path": str(path)}
+            for path in sorted(Path(root).glob(f"starts/{dataset or '*'}/*.json"))]
+
+
 def keep_rate(kept: list[bool]) -> dict:
     """How many of ``kept`` are True, the share and its 95 % Wilson interval (scipy's ``binomtest``)."""
     from scipy.stats import binomtest
