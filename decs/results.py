@@ -115,19 +115,23 @@ def wall_seconds(rec: dict) -> float:
 
 # Runs of the authors' TensorFlow code (benchmarks/authors_tf.py), by what they are for.
 AUTHORS_KINDS = ("end to end", "given weights", "network kept", "speed")
+SHORT_CLUSTERING = 1000  # iterations: fewer, and a run that kept its network was run for the network
 
 
 def authors_kind(rec: dict) -> str:
     """What a run of the authors' code is for: ``"speed"`` (a short run kept for its timings, file
     ``speed-*``), ``"given weights"`` (their clustering loop started from given Keras weights,
     e.g. our pretrained encoder), ``"network kept"`` (a run whose pretrained network was kept for
-    our loop to start from; a rerun of their ``run_exp.py`` repeats its pretraining, so a short
-    clustering suffices) or ``"end to end"`` (their pretraining and clustering)."""
+    our loop to start from, clustering fewer than ``SHORT_CLUSTERING`` iterations: a rerun of their
+    seeded ``run_exp.py`` repeats its pretraining, so a short clustering suffices) or ``"end to end"``
+    (their pretraining and clustering, the draws of other seeds included, which keep their network too)."""
     if Path(rec["path"]).stem.startswith("speed-"):
         return "speed"
     if rec["settings"].get("pretrained_weights"):
         return "given weights"
-    return "network kept" if rec.get("kept_weights") else "end to end"
+    # a draw of their code keeps its network too, but clusters for the whole length: end to end
+    short = rec["settings"].get("maxiter", 0) < SHORT_CLUSTERING
+    return "network kept" if rec.get("kept_weights") and short else "end to end"
 
 
 def load_authors_runs(root: Path | str = RESULTS, dataset: str | None = None,
