@@ -200,3 +200,35 @@ def test_committed_sweep_is_consistent():
         i = cols.index(f"C_{block}")
         assert max(r[i] for r in rows) <= 1.0 + 1e-3    # (values rounded to 4 digits)
     assert all(r["ratio_corrected"][r["block"]] <= 1.0 + 1e-3 for r in s["adversarial"])
+
+
+# ------------------------------------------------------------------------------- the package's map
+def test_every_public_name_is_in_the_package():
+    """decs.theory re-exports every public name of its modules; no module imports another's
+    private (underscore) name."""
+    import ast
+    import importlib
+    import inspect
+
+    for name in T.__all__:
+        assert hasattr(T, name), name
+    for part in ("gradients", "search", "convergence", "sweep"):
+        module = importlib.import_module(f"decs.theory.{part}")
+        defined = [n for n, v in vars(module).items() if not n.startswith("_")
+                   and (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__ == module.__name__]
+        assert defined and set(defined) <= set(T.__all__), (part, set(defined) - set(T.__all__))
+        for node in ast.walk(ast.parse(Path(module.__file__).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert not [a.name for a in node.names if a.name.startswith("_")], (part, node.module)
+
+
+def test_sweep_files_are_written_whole(tmp_path):
+    """write_json and save_counterexample write through decs.files.atomic_write: the file reads
+    back, and no temporary file is left beside it."""
+    T.write_json({"a": [1, 2], "b": {"c": 0.5}}, tmp_path / "sub" / "s.json")
+    assert json.loads((tmp_path / "sub" / "s.json").read_text(encoding="utf-8")) == {"a": [1, 2], "b": {"c": 0.5}}
+    z, m = T.two_centroid_configuration(1.0, 2.0, d=3)
+    T.save_counterexample(tmp_path / "c.npz", z, m, 0.5, 0.4, 0.5, "paper", ["z_i"], "a note", extra=[1.0])
+    d = np.load(tmp_path / "c.npz")
+    assert np.array_equal(d["z"], z.numpy()) and str(d["note"]) == "a note" and d["extra"].tolist() == [1.0]
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["c.npz", "s.json"]
