@@ -50,6 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Imported at the start, not when the run ends hours later: by then the package may have been
+# edited, and a half-old, half-new package could fail to write the record.
+from decs.files import write_record
 from decs.paths import record_command
 
 ITER = re.compile(r"Iter (\d+): acc=([\d.]+), nmi=([\d.]+), ari=([-\d.]+); loss=([-\d.naninf]+)")
@@ -288,10 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         **parse(lines),
         **labels,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    from decs.train import record_json   # the layout of every file under results/
-
-    args.out.write_text(record_json(rec))
+    write_record(rec, args.out)  # atomically, in the layout of every file under results/
     print(json.dumps({"record": str(args.out), "start": rec["start"], "their_final": rec["their_final"],
                       "speed_measured_here": rec["speed_measured_here"], "wall_time_s": rec["wall_time_s"]}))
 

@@ -11,9 +11,9 @@ norm's weight, bias and running statistics, and the embedding layer's rows from 
 initial weights: the clustering stage drops it, and its stride-2 transposed convolutions place
 their outputs one pixel apart from ours (:doc:`/book/03_representation_learning`), so no copy
 would be the same function. Before writing, it checks that both encoders give the same
-embedding of USPS images (evaluation mode, float32; the largest difference is printed and must
-be below ``--tolerance``). Running the authors' clustering loop from our network then separates
-the two codes' starts from their loops (:doc:`/book/dying_clusters`).
+embedding of the images of ``--dataset`` (USPS by default; evaluation mode, float32; the largest
+difference is printed and must be below ``--tolerance``). Running the authors' clustering loop
+from our network then separates the two codes' starts from their loops (:doc:`/book/dying_clusters`).
 
 The other way round, ``--to-ours`` copies the encoder of their pretrained network (the
 ``ae_weights.h5`` that ``benchmarks/authors_tf.py --keep-weights`` kept) into ours, checks the
@@ -89,7 +89,7 @@ def _largest_difference(ours, encoder, xs) -> float:
         z_ours = ours.encoder(xs).numpy()
     z_theirs = encoder.predict(xs.permute(0, 2, 3, 1).numpy(), verbose=0)
     diff = float(np.abs(z_ours - z_theirs).max())
-    print(f"largest difference between the two encoders on {len(xs)} USPS images: {diff:.2e} "
+    print(f"largest difference between the two encoders on {len(xs)} images: {diff:.2e} "
           f"(embeddings up to {float(np.abs(z_ours).max()):.2f})")
     return diff
 
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--from", dest="source", default=None, help="with --to-ours: what the weights are")
     p.add_argument("--seed", type=int, default=0, help="with --to-ours: the seed of our decoder's initial weights")
     p.add_argument("--out", required=True, type=Path, help="the file to write (.h5, or .pt with --to-ours)")
-    p.add_argument("--check", type=int, default=1024, help="USPS images to compare the encoders on")
+    p.add_argument("--dataset", default="usps", help="whose images the network takes (usps, mnist-test, ...)")
+    p.add_argument("--check", type=int, default=1024, help="images of --dataset to compare the encoders on")
     p.add_argument("--tolerance", type=float, default=1e-3)
     args = p.parse_args(argv)
     if args.to_ours and (args.keras_weights is None or args.source is None):
@@ -115,9 +116,10 @@ def main(argv: list[str] | None = None) -> float:
     from DECS import CAE  # the authors' network, from their code (never copied here)
 
     from decs.data import load
+    from decs.files import save_torch
     from decs.models import ConvAutoencoder
 
-    x, _ = load("usps")
+    x, _ = load(args.dataset)
     autoencoder, encoder, _ = CAE(input_shape=(x.shape[2], x.shape[3], x.shape[1]), filters=[32, 64, 128, 256, 10])
     if args.to_ours:
         torch.manual_seed(args.seed)
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> float:
         raise SystemExit(f"the encoders differ by {diff:.3g} > {args.tolerance}: the copy is wrong")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.to_ours:
-        torch.save({"model": ours.state_dict(), "from": args.source,
+        save_torch({"model": ours.state_dict(), "from": args.source,
                     "keras_weights": {"file": args.keras_weights.name,
                                       "sha256": hashlib.sha256(args.keras_weights.read_bytes()).hexdigest()},
                     "encoder_difference": diff}, args.out)

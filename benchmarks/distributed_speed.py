@@ -35,8 +35,9 @@ def _worker(args) -> None:
     from decs import distributed
     from decs.config import get_config
     from decs.data import load
+    from decs.device import get_device, make_generator
     from decs.models import ConvAutoencoder
-    from decs.train import cluster, get_device, make_generator
+    from decs.train import cluster
 
     device = get_device(args.device)
     distributed.init_from_env(device)
@@ -96,8 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
         return _worker(args)
     if args.out is None:
         p.error("give the path of the JSON record to write")
+    from decs.device import get_device
     from decs.paths import record_command
-    from decs.train import environment_info, get_device
+    from decs.provenance import environment_info
 
     with tempfile.TemporaryDirectory() as tmp:
         rows = [_run_world(w, args, Path(tmp)) for w in args.worlds]
@@ -113,9 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
               "rows": rows, "environment": env,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from decs.train import record_json
+    from decs.files import write_record
 
-    args.out.write_text(record_json(record))
+    write_record(record, args.out)
     print(json.dumps(rows))
     return record
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from decs.files import CheckpointError, read_checkpoint
 from decs.paths import checkpoints_root
-from decs.train import CheckpointError, read_checkpoint
 
 
 def describe(path: Path) -> str:

@@ -20,9 +20,13 @@ import torch
 
 from decs.config import get_config
 from decs.data import load
+from decs.device import get_device, make_generator
+from decs.files import report_record
 from decs.models import ConvAutoencoder
+from decs.passes import predict
 from decs.paths import record_command
-from decs.train import cluster, environment_info, get_device, make_generator, predict, report_record
+from decs.provenance import environment_info
+from decs.train import cluster
 
 VARIANTS = {"protocol": {}, "balance=1.0": {"balance": 1.0}, "reseed_empty=true": {"reseed_empty": True}}
 

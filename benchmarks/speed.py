@@ -20,9 +20,12 @@ import torch
 
 from decs.config import get_config
 from decs.data import load
+from decs.device import get_device, make_generator
+from decs.files import report_record
 from decs.models import ConvAutoencoder
-from decs.train import (benchmark_command, cluster, environment_info, get_device, make_generator, predict,
-                        pretrain, report_record)
+from decs.passes import predict
+from decs.provenance import benchmark_command, environment_info
+from decs.train import cluster, pretrain
 
 
 def _sync(device):

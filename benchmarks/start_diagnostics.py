@@ -7,8 +7,8 @@
 ``--network`` is a pretrained autoencoder of ours: a committed model file
 (``results/<dataset>/pretrained/*.pt``), a pretraining checkpoint (``checkpoints/.../pretrain.pt``)
 or the authors' network converted by ``benchmarks/authors_tf_weights.py --to-ours``. The start is
-made exactly as our loop makes it (:func:`decs.train.pretrained_autoencoder` with the network as
-``start``, then :func:`decs.train.embed` and :func:`decs.train.kmeans_init` with the run's seed), and
+made exactly as our loop makes it (:func:`decs.runs.pretrained_autoencoder` with the network as
+``start``, then :func:`decs.passes.embed` and :func:`decs.train.kmeans_init` with the run's seed), and
 described by :func:`decs.stability.start_profile` (the kernel's scale, q's entropy, Otsu's t, the
 undecided share, each centroid's pull), its scores and its confusion matrix, with the classes that
 share clusters named. ``--run`` names the record of the run that started from this network in our
@@ -31,10 +31,14 @@ import torch
 
 from decs import data
 from decs.config import get_config
+from decs.files import write_record
 from decs.metrics import confusion, evaluate
+from decs.passes import embed
 from decs.paths import record_command
+from decs.provenance import environment_info
+from decs.runs import pretrained_autoencoder
 from decs.stability import start_profile
-from decs.train import embed, environment_info, kmeans_init, pretrained_autoencoder, write_record
+from decs.train import kmeans_init
 
 ROOT = Path(__file__).resolve().parents[1]
 

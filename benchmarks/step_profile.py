@@ -23,9 +23,11 @@ from torch.profiler import ProfilerActivity, profile
 
 from decs.config import get_config
 from decs.data import load
+from decs.device import get_device, make_generator
+from decs.files import report_record
 from decs.models import ConvAutoencoder
-from decs.train import (benchmark_command, environment_info, get_device, make_generator, pretrain,
-                        report_record)
+from decs.provenance import benchmark_command, environment_info
+from decs.train import pretrain
 
 # The parts a step is split into. An operator's own time goes to the first part whose pattern
 # its name contains; an operator that matches none goes to the part of the nearest operator it

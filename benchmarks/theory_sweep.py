@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from decs.paths import record_command
+from decs.paths import REPO_ROOT, record_command
+from decs.provenance import environment_info
 from decs.theory import run_sweep, write_json
-from decs.train import REPO_ROOT, environment_info
 
 
 def main() -> None:

@@ -39,16 +39,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data, distributed
+from . import data, distributed, hadis
 from .config import (METHODS, PROFILES, SWEEP_ALPHAS, SWEEP_LAMS, Config, ConfigError, check_for_dataset,
                      get_config)
+from .device import get_device
+from .files import (CheckpointError, ModelFileError, load_model_files, read_checkpoint, save_model_files,
+                    write_record)
+from .passes import predict
+from .provenance import environment_info
+from .runs import (checkpoint_dir, cluster_tag, config_changes, pretrained_autoencoder, pretraining_name, run,
+                   run_name)
 from .metrics import evaluate
-from .results import (ModelFileError, _changes, checkpoint_dir, cluster_tag, load_model_files, pretraining_name,
-                      run_name, save_model_files)
-from . import hadis
-from .paths import in_checkout, record_command
-from .train import (REPO_ROOT, CheckpointError, environment_info, get_device, predict, pretrained_autoencoder,
-                    read_checkpoint, run, write_record)
+from .paths import REPO_ROOT, in_checkout, record_command
 
 # Re-scoring a record on another kind of device than the one that trained it: float
 # arithmetic differs in the last bits, and samples on a boundary between two clusters may
@@ -77,7 +79,7 @@ def _whole(text: str) -> int:
     return int(number)
 
 
-def _parse_value(name: str, value: str, default):
+def _parse_value(value: str, default):
     """One ``--set`` value as the type of the field's default (``default``)."""
     if value.lower() == "none":
         return None
@@ -107,7 +109,7 @@ def _parse_overrides(pairs: list[str], cls=Config) -> dict:
             raise UsageError(f"--set expects FIELD=VALUE with FIELD one of {sorted(fields)}; got {pair!r}")
         default = getattr(cls(), name)
         try:
-            out[name] = _parse_value(name, value, default)
+            out[name] = _parse_value(value, default)
         except ValueError as err:
             example = ",".join(map(str, default)) if isinstance(default, tuple) else default
             kind = ("true or false" if isinstance(default, bool) else "comma-separated values"
@@ -355,7 +357,7 @@ def cmd_reproduce(args, cfg: Config) -> None:
 def sweep_name(cfg: Config, seed: int) -> str:
     """A grid cell's record name: both α and λ always written, so no cell (the profile's own
     α and λ included) takes the protocol run's name."""
-    rest = _changes(cfg, [f.name for f in dataclasses.fields(Config) if f.name not in ("alpha", "lam")])
+    rest = config_changes(cfg, [f.name for f in dataclasses.fields(Config) if f.name not in ("alpha", "lam")])
     return f"{cfg.profile}-seed{seed}+alpha={cfg.alpha}+lam={cfg.lam}{rest}"
 
 

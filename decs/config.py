@@ -21,11 +21,11 @@ import os
 from dataclasses import dataclass
 
 PROFILES = ("ci", "cpu", "paper")
-PRECISIONS = ("fp32", "bf16")  # Config.precision: the choices (decs.train.autocast)
-PRETRAIN_EPOCHS_FORMS = ("full", "keras")   # Config.pretrain_epoch: the choices (ch. 03)
-PRETRAIN_ADAM_FORMS = ("pytorch", "keras")  # Config.pretrain_adam: the choices (ch. 03)
+PRECISIONS = ("fp32", "bf16")  # Config.precision: the choices (decs.device.autocast)
+PRETRAIN_EPOCHS_FORMS = ("full", "keras")   # Config.pretrain_epoch: the choices (book/03_representation_learning)
+PRETRAIN_ADAM_FORMS = ("pytorch", "keras")  # Config.pretrain_adam: the choices (book/03_representation_learning)
 METHODS = ("decs", "dec")
-FORMS = ("code", "paper")                   # Config.form: the choices (ch. 05)
+FORMS = ("code", "paper")                   # Config.form: the choices (book/07_instability_loss)
 THRESHOLDS = ("otsu", "1/k")                # Config.threshold: the choices
 DECODER_ALIGNMENTS = ("ours", "keras")      # Config.decoder_alignment: the choices (decs.models)
 # The α × λ grid of `python -m decs sweep` (log-spaced, the paper's α = 0.5 and λ = 0.4 among
@@ -65,7 +65,7 @@ class Config:
     recalibrate_bn: bool = True     # re-estimate batch-norm statistics on clean data after pretraining
                                     # (not in the authors' code, yet on in every profile, paper included;
                                     # changes little after long pretraining, rescues short runs — see
-                                    # decs.train.recalibrate_batchnorm)
+                                    # decs.passes.recalibrate_batchnorm)
     update_interval: int = 30       # evaluate labels on the clean data every this many iterations
     # --- DEC baseline ----------------------------------------------------------------------
     dec_alpha: float = 1.0          # DEC's Student-t α
@@ -79,10 +79,10 @@ class Config:
     pretrain_epoch: str = "full"    # "keras": an epoch is n // batch_size batches of a stream of
                                     # shuffled passes, as the authors' fit_generator(steps_per_epoch)
     pretrain_adam: str = "pytorch"  # "keras": pretraining's Adam adds ε̂ = 1e-7 to √v_t before the
-                                    # bias correction, as Keras's Adam (ch. 03 derives the two forms)
+                                    # bias correction, as Keras's Adam (derived in book/03_representation_learning)
     precision: str = "fp32"         # "bf16": the network's forward passes under bfloat16 autocast
                                     # while training (losses, q and scores stay fp32); this book's
-                                    # opt-in for speed, not the paper's (decs.train.autocast)
+                                    # opt-in for speed, not the paper's (decs.device.autocast)
     # --- bookkeeping -----------------------------------------------------------------------
     eval_batch_size: int = 512      # batch size of full-data passes under no_grad
     checkpoint_every: int = 1000    # save a checkpoint every this many iterations (and every 10 epochs)
@@ -109,15 +109,17 @@ class ConfigError(ValueError):
     ``ValueError``, so code that catches those keeps working."""
 
 
-# The checks of one field each. ``_whole``: an int (not a bool) ≥ low; ``_real``: a finite number
+# The checks of one field each. ``check_whole``: an int (not a bool) ≥ low; ``check_real``: a finite number
 # (an int is accepted) above ``low`` (or at least ``low`` when ``closed``) and at most ``high``.
-def _whole(obj, name: str, low: int, hint: str = "") -> None:
+def check_whole(obj, name: str, low: int, hint: str = "") -> None:
+    """Refuse ``obj.name`` unless it is a whole number ≥ ``low`` (:doc:`/book/reproducibility`)."""
     value = getattr(obj, name)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ConfigError(f"{name} must be a whole number ≥ {low}, got {value!r}{hint}.")
 
 
-def _real(obj, name: str, low: float, closed: bool, high: float = math.inf) -> None:
+def check_real(obj, name: str, low: float, closed: bool, high: float = math.inf) -> None:
+    """Refuse ``obj.name`` unless it is a finite number above ``low`` (at least, when ``closed``), at most ``high``."""
     value = getattr(obj, name)
     ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
           and (value >= low if closed else value > low) and value <= high)
@@ -127,21 +129,24 @@ def _real(obj, name: str, low: float, closed: bool, high: float = math.inf) -> N
         raise ConfigError(f"{name} must be a finite number {where}, got {value!r}.")
 
 
-def _flag(obj, name: str) -> None:
+def check_flag(obj, name: str) -> None:
+    """Refuse ``obj.name`` unless it is True or False."""
     value = getattr(obj, name)
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be True or False, got {value!r}.")
 
 
-def _choice(obj, name: str, choices) -> None:
+def check_choice(obj, name: str, choices) -> None:
+    """Refuse ``obj.name`` unless it is one of ``choices``."""
     value = getattr(obj, name)
     if value not in choices:
         raise ConfigError(f"{name} must be one of {choices}, got {value!r}.")
 
 
-def _subset(obj) -> None:
+def check_subset(obj) -> None:
+    """Refuse a ``subset`` that is not a whole number ≥ 1 (or None), or is smaller than the batch."""
     if obj.subset is not None:
-        _whole(obj, "subset", 1, " (or None: all samples)")
+        check_whole(obj, "subset", 1, " (or None: all samples)")
         if obj.batch_size > obj.subset:
             raise ConfigError(f"batch_size={obj.batch_size} is larger than subset={obj.subset}, the number of "
                               f"samples; set batch_size to at most {obj.subset} (e.g. --set batch_size={obj.subset}).")
@@ -155,27 +160,27 @@ def check_config(cfg: "Config") -> None:
     for with ``train --start-from FILE``, not with ``pretrain_epochs=0``; the learning rate and the
     Student-t α are > 0; λ, the balance weight and the augmentation ranges ≥ 0; the batch is no
     larger than the subset. Called by the estimators too (:mod:`decs.estimator`)."""
-    _choice(cfg, "profile", PROFILES)
-    _whole(cfg, "batch_size", 1)
-    _subset(cfg)
-    _whole(cfg, "pretrain_epochs", 1, "; to cluster from a network without pretraining it, use "
+    check_choice(cfg, "profile", PROFILES)
+    check_whole(cfg, "batch_size", 1)
+    check_subset(cfg)
+    check_whole(cfg, "pretrain_epochs", 1, "; to cluster from a network without pretraining it, use "
                                       "`python -m decs train --start-from FILE`")
     for name in ("maxiter", "otsu_bins", "kmeans_n_init", "update_interval", "dec_update_interval",
                  "embedding_dim", "eval_batch_size", "checkpoint_every"):
-        _whole(cfg, name, 2 if name == "otsu_bins" else 1)
+        check_whole(cfg, name, 2 if name == "otsu_bins" else 1)
     for name in ("alpha", "lr", "dec_alpha"):
-        _real(cfg, name, 0.0, closed=False)
+        check_real(cfg, name, 0.0, closed=False)
     for name in ("lam", "balance", "rotation"):
-        _real(cfg, name, 0.0, closed=True)
-    _real(cfg, "shift", 0.0, closed=True, high=1.0)
-    _real(cfg, "tol", 0.0, closed=True, high=1.0)
+        check_real(cfg, name, 0.0, closed=True)
+    check_real(cfg, "shift", 0.0, closed=True, high=1.0)
+    check_real(cfg, "tol", 0.0, closed=True, high=1.0)
     for name in ("otsu_bn_eval", "variance_reward", "reseed_empty", "augment", "augment_clustering",
                  "shuffle_clustering", "recalibrate_bn"):
-        _flag(cfg, name)
+        check_flag(cfg, name)
     for name, choices in (("form", FORMS), ("threshold", THRESHOLDS), ("decoder_alignment", DECODER_ALIGNMENTS),
                           ("precision", PRECISIONS), ("pretrain_epoch", PRETRAIN_EPOCHS_FORMS),
                           ("pretrain_adam", PRETRAIN_ADAM_FORMS)):
-        _choice(cfg, name, choices)
+        check_choice(cfg, name, choices)
     f = cfg.filters
     if (not isinstance(f, tuple) or len(f) != 4
             or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in f)):

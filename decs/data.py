@@ -378,17 +378,18 @@ def _corrupt_message(info: DatasetInfo, root: Path, why_root: str,
 # --------------------------------------------------------------------------------------------
 
 
-def _fetch(url: str, target: Path, expected: str, size: int | None = None) -> None:
+def fetch_file(url: str, target: Path, expected: str, size: int | None = None) -> None:
     """Download ``url`` to ``target`` through a temporary file beside it, which becomes
     ``target`` only when complete (``size`` bytes, when given) and of sha256 ``expected``.
 
     An interrupted or wrong download never leaves a file under ``target``'s name: the temporary
     file is removed on any error (``ValueError`` for a short or wrong file, ``OSError`` or
-    ``http.client.HTTPException`` for the network).
+    ``http.client.HTTPException`` for the network), and so are the folders this call created.
     """
     from . import __version__
     from .release import REPOSITORY
 
+    created = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
@@ -405,8 +406,14 @@ def _fetch(url: str, target: Path, expected: str, size: int | None = None) -> No
         if found != expected:
             raise ValueError(f"wrong sha256 {found} (expected {expected}): not the published file")
         os.replace(tmp, target)
+        created = []
     finally:
         tmp.unlink(missing_ok=True)
+        for folder in created:  # deepest first: a failed download leaves no empty folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def _download(info: DatasetInfo, root: Path) -> list[str]:
@@ -422,7 +429,7 @@ def _download(info: DatasetInfo, root: Path) -> list[str]:
             if target.is_file():
                 break
             try:
-                _fetch(url, target, f.sha256, f.size)
+                fetch_file(url, target, f.sha256, f.size)
             except (OSError, ValueError, http.client.HTTPException) as error:
                 # No network, a dead source (404, refused), an interrupted or wrong file, a
                 # read-only root: try the next source and, in the end, say what was tried.

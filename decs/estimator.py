@@ -36,7 +36,9 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from .config import FORMS, PROFILES, THRESHOLDS, get_config
 from .models import MIN_SIDE
 from .stability import soft_assign
-from .train import embed, fit_clusters, get_device
+from .device import get_device
+from .passes import embed
+from .runs import fit_clusters
 
 NETWORKS = ("auto", "conv", "mlp")
 

@@ -53,9 +53,11 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from .config import ConfigError, _flag, _real, _subset, _whole
+from .config import ConfigError, check_flag, check_real, check_subset, check_whole
 from .metrics import evaluate
-from .train import _load_matching, _save, environment_info, get_device, make_generator
+from .device import get_device, make_generator
+from .files import load_checkpoint, save_checkpoint, save_torch
+from .provenance import environment_info
 
 CHAPTER = "book/hadis"
 HADIS_PROFILES = ("ci", "cpu", "paper")
@@ -151,19 +153,19 @@ def _check_config(cfg: HaDisConfig) -> None:
     when the configuration is made, before any data is loaded."""
     if cfg.profile not in HADIS_PROFILES:
         raise ConfigError(f"profile must be one of {HADIS_PROFILES}, got {cfg.profile!r}.")
-    _whole(cfg, "batch_size", 2, " (batch norm needs two samples per batch)")
-    _subset(cfg)
+    check_whole(cfg, "batch_size", 2, " (batch norm needs two samples per batch)")
+    check_subset(cfg)
     for name in ("epochs", "hidden_dim", "feat_dim", "kmeans_n_init", "final_n_init", "eval_batch_size",
                  "checkpoint_every"):
-        _whole(cfg, name, 1)
-    _whole(cfg, "warmup_epochs", 0, " (0: no warm-up)")
+        check_whole(cfg, name, 1)
+    check_whole(cfg, "warmup_epochs", 0, " (0: no warm-up)")
     for name in ("hsd_tau", "pcl_tau", "lr", "predictor_lr_scale"):
-        _real(cfg, name, 0.0, closed=False)
+        check_real(cfg, name, 0.0, closed=False)
     for name in ("sigma", "pcl_weight", "weight_decay", "rotation"):
-        _real(cfg, name, 0.0, closed=True)
+        check_real(cfg, name, 0.0, closed=True)
     for name in ("ema", "momentum", "stroke"):
-        _real(cfg, name, 0.0, closed=True, high=1.0)
-    _flag(cfg, "hsd")
+        check_real(cfg, name, 0.0, closed=True, high=1.0)
+    check_flag(cfg, "hsd")
     w = cfg.widths
     if not isinstance(w, tuple) or len(w) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in w):
         raise ConfigError(f"widths must be three whole numbers ≥ 1 (the channels of DigitEncoder), got {w!r}.")
@@ -528,7 +530,7 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
             rec.update(evaluate(y, labels))
         return rec, labels
 
-    state = _load_matching(checkpoint, key, "was trained")
+    state = load_checkpoint(checkpoint, key, "was trained")
     if state is not None:
         if state["epoch"] > cfg.epochs:
             raise ValueError(f"{checkpoint} is at epoch {state['epoch']}, past epochs={cfg.epochs}; delete it or "
@@ -543,9 +545,9 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
     t0 = time.perf_counter() - seconds
 
     def save(epoch: int) -> None:
-        _save(checkpoint, {"net": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                           "history": history, "labels": labels_np, "epoch": epoch,
-                           "seconds": time.perf_counter() - t0, "key": key})
+        save_checkpoint(checkpoint, {"net": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                                     "history": history, "labels": labels_np, "epoch": epoch,
+                                     "seconds": time.perf_counter() - t0, "key": key})
 
     from tqdm.auto import tqdm
     bar = tqdm(range(start, cfg.epochs), desc="hadis" if cfg.hsd else "propos", disable=not progress,
@@ -650,10 +652,7 @@ def save_model_file(res: HaDisResult, record: dict, record_path: Path | str, roo
                "config": record["config"], "n_clusters": record["n_clusters"],
                "teacher": {k: v.detach().cpu() for k, v in res.net.teacher.state_dict().items()},
                "centers": torch.as_tensor(res.centers)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_torch(payload, path)
     entry = {"path": path.relative_to(root).as_posix(), "sha256": sha256(path), "bytes": path.stat().st_size}
     record["model_files"] = {"final": entry}
     return entry

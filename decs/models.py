@@ -203,7 +203,7 @@ def make_autoencoder(network: str, input_shape: tuple[int, ...], filters=(32, 64
     """The autoencoder named by ``network`` for samples of shape ``input_shape``: "conv" builds
     :class:`ConvAutoencoder` (``input_shape`` = (C, H, W), ``filters``), "mlp" builds
     :class:`MLPAutoencoder` on the flattened sample (which has no ``decoder_alignment``). Used by
-    :func:`decs.train.pretrained_autoencoder`."""
+    :func:`decs.runs.pretrained_autoencoder`."""
     if network == "conv":
         return ConvAutoencoder(tuple(input_shape), filters, embedding_dim, decoder_alignment)
     if network == "mlp":

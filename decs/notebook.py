@@ -17,9 +17,9 @@ import torch
 
 from .config import Config, get_config
 from .data import data_root
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, downloads_allowed
 from .plots import use_style
-from .train import get_device, seed_everything
+from .device import get_device, seed_everything
 
 
 def display_path(path: Path) -> str:
@@ -40,11 +40,6 @@ class Setup:
     device: torch.device
     data_root: Path
     seed: int
-
-
-def downloads_allowed() -> bool:
-    """False when ``DECS_DOWNLOAD=0``: :func:`setup` then never touches the network."""
-    return os.environ.get("DECS_DOWNLOAD", "1").strip().lower() not in ("0", "false", "no")
 
 
 def _prepare_data(names: Sequence[str], root: Path) -> list[str]:
@@ -115,7 +110,7 @@ _CLUSTER_S_PER_ITERATION = {16 * 16: 0.0523, 28 * 28: 0.2049}
 
 def minutes_at(dataset: str, cfg: Config | None = None, runs: int = 1, pretrain: bool = True,
                iterations: int | None = None) -> float:
-    """About how many minutes ``runs`` runs of :func:`decs.train.run` on ``dataset`` take at
+    """About how many minutes ``runs`` runs of :func:`decs.runs.run` on ``dataset`` take at
     ``cfg`` (default: the active profile) on 2 CPU cores, from the speed benchmark of
     :doc:`/book/reproducibility`; ``pretrain=False`` when the runs share a pretrained network,
     ``iterations`` when they cluster for other than ``cfg.maxiter`` iterations (0: pretraining
@@ -145,9 +140,9 @@ def setup(seed: int = 0, data: Sequence[str] = ()) -> Setup:
     ``data`` names the datasets the chapter reads: a missing one is downloaded (checksummed;
     ``DECS_DOWNLOAD=0`` turns that off) and one that stays missing is reported, not fatal. An
     installed package (Colab) also fetches the release's committed results into the user's cache
-    (:func:`decs.results.ensure_fetched`); a checkout reads its own ``results/``.
+    (:func:`decs.fetch.ensure_fetched`); a checkout reads its own ``results/``.
     """
-    from .results import ensure_fetched
+    from .fetch import ensure_fetched
 
     seed_everything(seed)
     # MyST-NB's glue formats numbers from their text repr; NumPy 2 writes scalars as
@@ -174,11 +169,11 @@ def setup(seed: int = 0, data: Sequence[str] = ()) -> Setup:
 # ------------------------------------------------------------- without the committed results
 # A checkout reads results/; an installed package the release's copy, fetched by setup() into the
 # user's cache. Offline, or before the release is published, that copy is missing or partial:
-# the pages then say what they cannot show (as chapter 02 does for a dataset) and go on.
+# the pages then say what they cannot show (as book/02_clustering_and_metrics does for a dataset) and go on.
 def results_note() -> str:
     """Why committed results may be missing on this machine, for a "not available" line."""
     from .paths import in_checkout
-    from .results import RESULTS
+    from .paths import RESULTS
 
     if os.environ.get("DECS_RESULTS", "").strip():
         return f"DECS_RESULTS names {display_path(RESULTS)}, which does not hold it"
@@ -325,7 +320,9 @@ class Run:
 def committed_record(dataset: str, method: str = "decs", seed: int = 0, scales=SCALES) -> dict | None:
     """The protocol record of the largest committed scale whose model files are present and
     intact (sha256 checked), or None (also when ``DECS_COMMITTED=0``)."""
-    from .results import ModelFileError, RESULTS, is_protocol_run, load_model_files, load_records
+    from .files import ModelFileError, load_model_files
+    from .paths import RESULTS
+    from .results import is_protocol_run, load_records
 
     if not use_committed():
         return None
@@ -350,10 +347,11 @@ def load_or_train(dataset: str, S: Setup, method: str = "decs", seed: int = 0,
     whose later cells do without the run) None when the training is long and
     ``DECS_SKIP_LONG=1`` skips it. Used in :doc:`/book/08_training_usps`."""
     from . import data
-    from .results import checkpoint_dir, cluster_tag
+    from .runs import checkpoint_dir, cluster_tag
     from .models import ConvAutoencoder
-    from .results import RESULTS, load_model_files
-    from .train import run
+    from .files import load_model_files
+    from .paths import RESULTS
+    from .runs import run
 
     rec = committed_record(dataset, method, seed)
     if rec is not None:
@@ -382,7 +380,8 @@ def load_or_train(dataset: str, S: Setup, method: str = "decs", seed: int = 0,
 def protocol_records(dataset: str, profile: str, method: str | None = None) -> list[dict]:
     """Every committed protocol record (all seeds) of one dataset and profile, e.g. for the
     curves of three seeds in :doc:`/book/08_training_usps`; empty when ``DECS_COMMITTED=0``."""
-    from .results import RESULTS, is_protocol_run, load_records
+    from .paths import RESULTS
+    from .results import is_protocol_run, load_records
 
     if not use_committed():
         return []

@@ -46,6 +46,29 @@ def checkpoints_root() -> Path:
     return REPO_ROOT / "checkpoints" if in_checkout() else cache_dir() / "checkpoints"
 
 
+def results_root() -> Path:
+    """Where run records and model files are read and written: ``$DECS_RESULTS``, else
+    ``results/`` of the checkout, else the release's copy in the user's cache (fetched by
+    :func:`decs.fetch.fetch_results` from the release the notebooks install)."""
+    from .release import RELEASE
+
+    env = os.environ.get("DECS_RESULTS", "").strip()
+    if env:
+        return Path(env).expanduser().absolute()
+    return REPO_ROOT / "results" if in_checkout() else cache_dir() / "results" / RELEASE
+
+
+# The committed run records and model files the chapters read (a comment, not a docstring: the
+# API page would print this machine's path as its value).
+RESULTS = results_root()
+
+
+def downloads_allowed() -> bool:
+    """False when ``DECS_DOWNLOAD=0``: nothing in the package then touches the network (datasets
+    and the release's results are read where they are, or reported missing)."""
+    return os.environ.get("DECS_DOWNLOAD", "1").strip().lower() not in ("0", "false", "no")
+
+
 def record_command(prog: str, argv) -> str:
     """The command line a record carries: ``prog`` (e.g. ``"python -m decs"``) and the arguments
     ``argv``, each absolute path written relative to the repository when it lies inside it

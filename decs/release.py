@@ -30,7 +30,7 @@ build the book, and :func:`decs.notebook.glue` works without them."""
 
 def raw_url(path: str, release: str = RELEASE) -> str:
     """The address of one file of the repository at ``release``, e.g. a run record that an
-    installed package fetches (:func:`decs.results.fetch_results`)."""
+    installed package fetches (:func:`decs.fetch.fetch_results`)."""
     owner_repo = REPOSITORY.removeprefix("https://github.com/")
     return f"https://raw.githubusercontent.com/{owner_repo}/{release}/{path}"
 

@@ -1,39 +1,23 @@
 """Run records → the tables of the results chapters.
 
 Every number the results chapters show for *our* runs comes from a JSON record under
-``results/`` written by :func:`decs.train.run` (``python -m decs train|reproduce``); the only
-numbers typed in by hand are the published ones below, with their source. Used in
-:doc:`/book/five_datasets`.
+``results/`` written by :func:`decs.runs.run` (``python -m decs train|reproduce``); the only
+numbers typed in by hand are the published ones below, with their source. This module loads and
+aggregates records for the pages: the tables, the findings and the verdict, the keep rates, the
+remedies. Writing records and model files is :mod:`decs.files`; fetching them for an installed
+package is :mod:`decs.fetch`. Used in :doc:`/book/five_datasets`.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .config import Config, get_config
-from .data import sha256
-from .paths import cache_dir, checkpoints_root, in_checkout
-from .train import PRETRAIN_FIELDS, REPO_ROOT
+from .config import get_config
+from .fetch import ensure_fetched
+from .paths import RESULTS
 
-
-def _results_root() -> Path:
-    """``$DECS_RESULTS``, else ``results/`` of the checkout, else the release's copy in the
-    user's cache (fetched by :func:`fetch_results` from the release the notebooks install)."""
-    from .release import RELEASE
-
-    env = os.environ.get("DECS_RESULTS", "").strip()
-    if env:
-        return Path(env).expanduser().absolute()
-    return REPO_ROOT / "results" if in_checkout() else cache_dir() / "results" / RELEASE
-
-
-# The committed run records and model files the chapters read (a comment, not a docstring: the
-# API page would print this machine's path as its value).
-RESULTS = _results_root()
 DATASET_ORDER = ("mnist", "mnist-test", "usps", "fashion-mnist", "ytf")
 
 # Published numbers (ACC, NMI): DECS from the authors' README (the paper's
@@ -89,7 +73,7 @@ def load_records(root: Path | str = RESULTS, dataset: str | None = None, method:
 
 def run_changes(rec: dict) -> str:
     """What a record's run changed from its profile's settings, as its file name spells it
-    (:func:`run_name`): ``"precision=bf16"`` for ``cpu-seed2+precision=bf16.json``,
+    (:func:`decs.runs.run_name`): ``"precision=bf16"`` for ``cpu-seed2+precision=bf16.json``,
     ``"alpha=0.05+lam=0.1"`` for two changes, ``""`` for a run of the protocol unchanged. The pages
     select ablations, remedies and variants with it (:doc:`/book/reproducibility`,
     :doc:`/book/10_ablations`, :doc:`/book/dying_clusters`)."""
@@ -243,224 +227,6 @@ def summary_rows(records: list[dict]) -> list[dict]:
         rows.append(row)
     return rows
 
-
-# ------------------------------------------------------------------------------ run names
-# A run's record, checkpoint folder and model files are named from its profile, seed and the
-# settings it changed, so that no run takes another's name.
-
-def _changes(cfg: Config, fields=None) -> str:
-    """``+field=value`` for each field (of ``fields``, default all) that differs from the profile."""
-    base = get_config(cfg.profile)
-    names = fields or [f.name for f in dataclasses.fields(Config)]
-    tag = "".join(f"+{n}={getattr(cfg, n)}" for n in names if getattr(cfg, n) != getattr(base, n))
-    return tag.replace(" ", "").replace("/", "_").replace("(", "").replace(")", "")
-
-
-def run_name(cfg: Config, seed: int) -> str:
-    """``<profile>-seed<seed>``, followed by every field that differs from the profile, so a
-    changed run never overwrites (or resumes) a run of the profile itself."""
-    return f"{cfg.profile}-seed{seed}{_changes(cfg)}"
-
-
-def pretraining_name(cfg: Config, seed: int) -> str:
-    """``<profile>-seed<seed>`` and the pretraining settings that differ from the profile: the
-    name of one pretraining (its checkpoint folder and its model file)."""
-    return f"{cfg.profile}-seed{seed}{_changes(cfg, PRETRAIN_FIELDS)}"
-
-
-def checkpoint_dir(dataset: str, cfg: Config, seed: int) -> Path:
-    """One folder per pretraining, ``<checkpoints>/<dataset>/<pretraining name>/`` (the root is
-    :func:`decs.paths.checkpoints_root`: ``DECS_CHECKPOINTS``, else the checkout's ``checkpoints/``,
-    else the user's cache): runs that change only clustering settings share it, and so do
-    ``python -m decs`` and every chapter (:doc:`/book/03_representation_learning`)."""
-    return checkpoints_root() / dataset / pretraining_name(cfg, seed)
-
-
-def cluster_tag(cfg: Config) -> str:
-    """The clustering settings that differ from the profile (part of the checkpoint's file name)."""
-    return _changes(cfg, [f.name for f in dataclasses.fields(Config) if f.name not in PRETRAIN_FIELDS])
-
-
-# ------------------------------------------------------------------------------ model files
-# Beside a record the book shows: the final encoder and centroids (``<run>.pt``, with the
-# embeddings kept at a few stages of the run) and the pretrained autoencoder it started from
-# (``<dataset>/pretrained/<run>.pt``, shared by the DECS and DEC runs of one pretraining).
-# State dicts only, no optimiser state; the record names each with its sha256.
-MODEL_FORMAT = 1
-
-
-class ModelFileError(RuntimeError):
-    """A record's model file is missing, or is not the file the record was written with."""
-
-
-def _same_tensors(a: dict, b: dict) -> bool:
-    import torch
-
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def _write_model_file(payload: dict, path: Path, root: Path, replace: bool, compare: str) -> dict:
-    """Save ``payload`` at ``path`` unless the file there already holds the same tensors
-    (``payload[compare]``): then the existing file is kept. A different file there is another
-    run's: refused unless ``replace``. Returns ``{"path": relative to root, "sha256": ...}``."""
-    import torch
-
-    if path.exists() and not replace:
-        old = torch.load(path, map_location="cpu", weights_only=False)
-        if not _same_tensors(old[compare], payload[compare]):
-            raise FileExistsError(f"{path} holds another run's network; pass --replace to replace it "
-                                  "(and its records), or write the run elsewhere with --results.")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-    return {"path": path.relative_to(root).as_posix(), "sha256": sha256(path), "bytes": path.stat().st_size}
-
-
-def save_model_files(result, record_path: Path | str, pretrained_name: str, root: Path | str = RESULTS,
-                     replace: bool = False) -> dict:
-    """Write a finished run's model files and name them in its record (``record["model_files"]``).
-
-    ``result`` is a ``decs.train.RunResult``; the final file goes beside ``record_path``
-    (same name, ``.pt``), the pretrained autoencoder to ``<root>/<dataset>/pretrained/<pretrained_name>.pt``.
-    Call before :func:`decs.train.write_record`. Used by ``python -m decs train``; loaded by
-    :func:`load_model_files` (chapters 03, 04, 08 and ``python -m decs evaluate --record``).
-    """
-    root, record_path = Path(root), Path(record_path)
-    rec = result.record
-    net = {"input_shape": list(result.model.input_shape), "filters": list(rec["config"]["filters"]),
-           "embedding_dim": rec["config"]["embedding_dim"]}
-    alpha = rec["config"]["alpha"] if rec["method"] == "decs" else rec["config"]["dec_alpha"]
-    final = {"format": MODEL_FORMAT, **net, "alpha": alpha,
-             "encoder": {k: v.detach().cpu() for k, v in result.model.encoder.state_dict().items()},
-             "centroids": result.centroids.detach().cpu(), "stages": result.stages}
-    pre = {"format": MODEL_FORMAT, **net, "autoencoder": result.pretrained}
-    files = {"pretrained": _write_model_file(pre, root / rec["dataset"] / "pretrained" / f"{pretrained_name}.pt",
-                                             root, replace, "autoencoder"),
-             "final": _write_model_file(final, record_path.with_suffix(".pt"), root, True, "encoder")}
-    rec["model_files"] = files
-    return files
-
-
-def _checked(entry: dict, root: Path) -> Path:
-    path = root / entry["path"]
-    if not path.exists() and root == RESULTS and not in_checkout():
-        fetch_results(root, [entry["path"]])  # an installed package fetches the release's file
-    if not path.exists():
-        raise ModelFileError(f"{path} is missing: the record names it (sha256 {entry['sha256']}) but it is not "
-                             "on this machine. Only seed 0 of each protocol run has its model files in "
-                             "the repository; re-run the record's command to make the others.")
-    digest = sha256(path)
-    if digest != entry["sha256"]:
-        raise ModelFileError(f"{path} has sha256 {digest}, the record says {entry['sha256']}: it is not "
-                             "the network this record was written with.")
-    return path
-
-
-def load_model_files(record: dict, root: Path | str = RESULTS, device="cpu") -> dict:
-    """The networks a record's model files hold, each file checked against its sha256:
-    ``pretrained`` (the :class:`decs.models.ConvAutoencoder` after pretraining), ``encoder`` (the
-    final encoder), ``centroids``, ``alpha`` and ``stages`` (embeddings kept during the run).
-    Raises :class:`ModelFileError` with what to do when a file is missing or differs.
-    Used in :doc:`/book/08_training_usps`."""
-    import torch
-
-    from .models import ConvAutoencoder
-
-    if "model_files" not in record:
-        raise ModelFileError(f"the record {record.get('path', '')} names no model files (written before "
-                             "they existed, or a seed whose files were not kept).")
-    root = Path(root)
-    files = record["model_files"]
-    pre = torch.load(_checked(files["pretrained"], root), map_location=device, weights_only=False)
-    fin = torch.load(_checked(files["final"], root), map_location=device, weights_only=False)
-    shape = (tuple(pre["input_shape"]), tuple(pre["filters"]), pre["embedding_dim"],
-             record.get("config", {}).get("decoder_alignment", "ours"))
-    pretrained = ConvAutoencoder(*shape).to(device)
-    pretrained.load_state_dict(pre["autoencoder"])
-    final = ConvAutoencoder(*shape).to(device)
-    final.encoder.load_state_dict(fin["encoder"])
-    for net in (pretrained, final):
-        net.eval()
-    return {"pretrained": pretrained, "encoder": final.encoder, "centroids": fin["centroids"].to(device),
-            "alpha": fin["alpha"], "stages": fin["stages"]}
-
-
-# ------------------------------------------------------------------------------ an installed package
-# A checkout has results/ beside the package. An installed package (pip, Colab) has not: it
-# fetches the files of the release it was installed from, listed with their sha256 in the
-# package's results_manifest.json (written by tools/sync_results_manifest.py; a test checks it
-# against results/), into the user's cache.
-MANIFEST = Path(__file__).with_name("results_manifest.json")
-
-
-def manifest() -> dict:
-    """``{"files": {path under results/: {"sha256": ..., "bytes": ...}}}`` of this release."""
-    return json.loads(MANIFEST.read_text())
-
-
-def _result_urls(rel: str) -> list[str]:
-    """Where a file of results/ is fetched from, first choice first: ``$DECS_RESULTS_URL`` (a
-    mirror, or a local server in the tests), then the release in the book's repository."""
-    from .release import RELEASE, raw_url
-
-    urls = [raw_url(f"results/{rel}", RELEASE)]
-    mirror = os.environ.get("DECS_RESULTS_URL", "").strip()
-    return ([mirror.rstrip("/") + "/" + rel] if mirror else []) + urls
-
-
-def fetch_results(root: Path | str = RESULTS, paths=None, models: bool = False) -> list[str]:
-    """Fetch the release's committed results into ``root`` where missing: ``paths`` (relative to
-    results/), else every record, benchmark and theory file (and the model files too when
-    ``models``). Each file is checked against the manifest's sha256; an interrupted or wrong
-    download leaves nothing behind. Returns one line per failed file (empty: all there).
-    Used by :func:`decs.notebook.setup` in :doc:`/book/reproducibility`."""
-    import http.client
-
-    from .data import _fetch
-
-    root, files = Path(root), manifest()["files"]
-    wanted = paths if paths is not None else [p for p in files if models or not p.endswith(".pt")]
-    failures = []
-    for rel in wanted:
-        entry, target = files.get(rel), root / rel
-        if entry is None:
-            failures.append(f"{rel}: not in this release's manifest")
-            continue
-        if target.is_file() and sha256(target) == entry["sha256"]:
-            continue
-        errors = []
-        for url in _result_urls(rel):
-            try:
-                _fetch(url, target, entry["sha256"], entry["bytes"])
-                break
-            except (OSError, ValueError, http.client.HTTPException) as error:
-                errors.append(f"{url}: {error}")
-        else:
-            failures.append(f"{rel}: " + "; ".join(errors))
-    return failures
-
-
-_FETCHED: set[Path] = set()
-
-
-def ensure_fetched(root: Path | str = RESULTS) -> None:
-    """In an installed package, fetch the release's records once per process before reading
-    ``root`` (when it is ``RESULTS`` in the user's cache); a failure is a warning, and the
-    tables come out empty. Nothing happens in a checkout or when ``DECS_RESULTS`` names a folder."""
-    root = Path(root)
-    if in_checkout() or os.environ.get("DECS_RESULTS", "").strip() or root != RESULTS or root in _FETCHED:
-        return
-    _FETCHED.add(root)
-    failures = fetch_results(root)
-    if failures:
-        import warnings
-
-        warnings.warn(f"{len(failures)} of the release's result files could not be fetched into {root} "
-                      f"(offline?), so the tables that read them are incomplete; first: {failures[0]}. "
-                      "Set DECS_RESULTS to a copy of the repository's results/ folder to read them from there.",
-                      stacklevel=3)
 
 
 # ------------------------------------------------------------------------------ findings

@@ -18,9 +18,9 @@ import torch
 from decs import DEC, DECS, HaDis, data
 from decs.__main__ import main
 from decs.config import Config, ConfigError, get_config
+from decs.files import CheckpointError, read_checkpoint
 from decs.hadis import HaDisConfig
-from decs.results import checkpoint_dir
-from decs.train import CheckpointError, read_checkpoint
+from decs.runs import checkpoint_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = data.data_root()  # the real files (DECS_DATA), copied and damaged for the data cases

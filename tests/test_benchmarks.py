@@ -14,7 +14,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
 def test_a_benchmark_names_its_command_and_prints_what_it_writes(tmp_path, capsys):
     import argparse
-    from decs.train import benchmark_command, report_record
+    from decs.files import report_record
+    from decs.provenance import benchmark_command
     args = argparse.Namespace(datasets=["usps", "mnist-test"], epochs=2, subset=None, out=tmp_path / "r.json")
     assert benchmark_command("benchmarks/speed.py", args) == \
         "python benchmarks/speed.py --datasets usps mnist-test --epochs 2"   # unset and --out left out

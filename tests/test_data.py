@@ -243,9 +243,9 @@ def test_fetch_checks_the_checksum(tmp_path):
     source.write_bytes(b"payload")
     target = tmp_path / "out" / "file.bin"
     with pytest.raises(ValueError):
-        data._fetch(source.as_uri(), target, "0" * 64)
-    assert not target.exists() and not list(target.parent.iterdir())
-    data._fetch(source.as_uri(), target, hashlib.sha256(b"payload").hexdigest())
+        data.fetch_file(source.as_uri(), target, "0" * 64)
+    assert not target.parent.exists()  # neither the file nor the folder the failed download made
+    data.fetch_file(source.as_uri(), target, hashlib.sha256(b"payload").hexdigest())
     assert target.read_bytes() == b"payload"
 
 
@@ -371,12 +371,13 @@ def test_an_interrupted_download_leaves_no_partial_file(tmp_path, served_usps, s
     f = info.files[0]
     target = tmp_path / f.path
     with pytest.raises(ValueError, match="interrupted: received"):
-        data._fetch(f.urls[0], target, f.sha256, f.size)
-    assert not target.exists() and not list(target.parent.iterdir())
-    # Without the expected size the checksum still refuses the half file.
+        data.fetch_file(f.urls[0], target, f.sha256, f.size)
+    assert not target.parent.exists()  # no partial file, nor the folder made for it
+    # Without the expected size the checksum still refuses the half file; a folder that was there stays.
+    target.parent.mkdir()
     with pytest.raises(ValueError, match="wrong sha256"):
-        data._fetch(f.urls[0], target, f.sha256)
-    assert not list(target.parent.iterdir())
+        data.fetch_file(f.urls[0], target, f.sha256)
+    assert target.parent.is_dir() and not list(target.parent.iterdir())
 
 
 def test_when_every_mirror_fails_the_error_says_what_was_tried_and_what_to_do(tmp_path, served_usps):
@@ -392,7 +393,7 @@ def test_when_every_mirror_fails_the_error_says_what_was_tried_and_what_to_do(tm
         assert message.count(why) >= len(info.files), why
     assert "What to do" in message and "DECS_DATA" in message and str(tmp_path / "usps") in message
     assert "download=True)" not in message.split("download=True could not")[0]  # no "try download=True"
-    assert not list((tmp_path / "usps").iterdir())  # nothing partial, no temporary file
+    assert not (tmp_path / "usps").exists()  # nothing partial, no temporary file, no empty folder
 
 
 # --------------------------------------------------------------------------------------------

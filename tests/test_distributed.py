@@ -21,9 +21,12 @@ import torch.multiprocessing as mp
 from decs import data, distributed
 from decs.config import get_config
 from decs.dec import kl_loss, target_distribution
+from decs.device import make_generator
 from decs.models import ConvAutoencoder
+from decs.passes import embed
+from decs.runs import pretrained_autoencoder, run
 from decs.stability import balance_penalty, instability, otsu_threshold, soft_assign
-from decs.train import _batch_loss, cluster, embed, kmeans_init, make_generator, pretrained_autoencoder, run
+from decs.train import batch_loss, cluster, kmeans_init
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import blob_images  # noqa: E402
@@ -156,7 +159,7 @@ def _step(encoder, xb, centroids, cfg, method, p):
     centroids = centroids.clone().requires_grad_()
     encoder.zero_grad(set_to_none=True)
     encoder.eval()
-    _, t, loss = _batch_loss(encoder, xb, centroids, cfg, method, p)
+    _, t, loss = batch_loss(encoder, xb, centroids, cfg, method, p)
     loss.backward()
     distributed.average_gradients(list(encoder.parameters()) + [centroids])
     grads = [p.grad.clone() for p in encoder.parameters()] + [centroids.grad.clone()]
@@ -324,7 +327,7 @@ def test_two_process_runs_agree_with_one_and_resume_exactly(tmp_path):
 
 
 def test_a_shard_is_augmented_as_its_rows_of_the_whole_batch():
-    from decs.train import augment
+    from decs.passes import augment
 
     x = torch.rand(37, 1, 16, 16)
     whole = augment(x, make_generator(torch.device("cpu"), 3))
@@ -357,7 +360,7 @@ def test_the_speed_benchmark_writes_its_record(tmp_path):
 
 
 def test_under_torchrun_only_rank_0_writes_even_before_joining(monkeypatch, tmp_path):
-    from decs.train import write_record
+    from decs.files import write_record
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")

@@ -16,7 +16,7 @@ from torch.autograd import gradcheck
 from decs import data, hadis
 from decs.hadis import (augment_digits, dsa_loss, ema_update, fit_hadis, get_hadis_config, hsd_loss, hsd_terms,
                         learning_rate, pcl_loss, prototypes, run_name)
-from decs.train import make_generator
+from decs.device import make_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -204,14 +204,13 @@ def test_the_keras_alignment_is_ours_shifted_by_one_pixel():
 
 def test_the_default_alignment_keeps_older_pretraining_keys_and_names():
     from decs.config import get_config
-    from decs.results import pretraining_name
-    from decs.train import _pretrain_key
+    from decs.runs import pretrain_key, pretraining_name
 
     cfg = get_config("cpu")
-    assert "decoder_alignment" not in _pretrain_key(cfg, 0, 100, (1, 16, 16))
+    assert "decoder_alignment" not in pretrain_key(cfg, 0, 100, (1, 16, 16))
     keras = cfg.replace(decoder_alignment="keras")
-    assert _pretrain_key(keras, 0, 100, (1, 16, 16))["decoder_alignment"] == "keras"
-    assert "network" not in _pretrain_key(cfg, 0, 100, (1, 16, 16))
-    assert _pretrain_key(cfg, 0, 100, (1, 16, 16), network="mlp")["network"] == "mlp"
+    assert pretrain_key(keras, 0, 100, (1, 16, 16))["decoder_alignment"] == "keras"
+    assert "network" not in pretrain_key(cfg, 0, 100, (1, 16, 16))
+    assert pretrain_key(cfg, 0, 100, (1, 16, 16), network="mlp")["network"] == "mlp"
     assert pretraining_name(cfg, 0) == "cpu-seed0"
     assert pretraining_name(keras, 0) == "cpu-seed0+decoder_alignment=keras"

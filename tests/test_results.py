@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from decs import hadis, results
+from decs import fetch, hadis, results, runs
 
 
 def _record(tmp: Path, dataset, method, profile, seed, acc, nmi=0.5, best=None, name=None):
@@ -72,12 +72,12 @@ def test_run_changes_reads_back_what_run_name_wrote():
     from decs.config import get_config
 
     base = get_config("cpu")
-    assert results.run_changes({"path": f"r/usps/decs/{results.run_name(base, 2)}.json"}) == ""
+    assert results.run_changes({"path": f"r/usps/decs/{runs.run_name(base, 2)}.json"}) == ""
     cfg = dataclasses.replace(base, precision="bf16")
-    rec = {"path": f"r/usps/decs/{results.run_name(cfg, 2)}.json"}
+    rec = {"path": f"r/usps/decs/{runs.run_name(cfg, 2)}.json"}
     assert results.run_changes(rec) == "precision=bf16" and not results.is_protocol_run(rec)
     two = dataclasses.replace(base, alpha=2.0, lam=0.1)
-    assert results.run_changes({"path": f"r/{results.run_name(two, 0)}.json"}) == "alpha=2.0+lam=0.1"
+    assert results.run_changes({"path": f"r/{runs.run_name(two, 0)}.json"}) == "alpha=2.0+lam=0.1"
     assert results.run_changes({"method": "kmeans-raw"}) == ""   # a record in memory, no file
 
 
@@ -219,7 +219,8 @@ def test_every_committed_record_with_model_files_rescores_to_its_final_accuracy(
     repository: sha256 checked, final ACC reproduced (within one sample on the CPU that trained it)."""
     from decs import data
     from decs.__main__ import evaluate_record
-    from decs.results import RESULTS, load_records
+    from decs.paths import RESULTS
+    from decs.results import load_records
 
     with_files = [r for r in load_records(RESULTS) if "model_files" in r]
     for rec in with_files:
@@ -309,7 +310,7 @@ def test_the_manifest_lists_every_committed_result_with_its_checksum():
     import subprocess
     import sys
 
-    from decs.train import REPO_ROOT
+    from decs.paths import REPO_ROOT
 
     tool = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "sync_results_manifest.py"), "--check"],
                           capture_output=True, text=True)
@@ -322,10 +323,10 @@ def results_server(tmp_path):
     import http.server
     import threading
 
-    from decs.results import RESULTS
+    from decs.paths import RESULTS
 
     bad = tmp_path / "bad"
-    for rel, entry in results.manifest()["files"].items():
+    for rel, entry in fetch.manifest()["files"].items():
         if not rel.endswith(".pt"):  # the right length, the wrong bytes
             (bad / rel).parent.mkdir(parents=True, exist_ok=True)
             (bad / rel).write_bytes(bytes(entry["bytes"]))
@@ -349,21 +350,21 @@ def test_fetch_results_checks_each_file_and_falls_back(tmp_path, results_server,
     from decs.data import sha256
 
     wanted = ["usps/decs/paper-seed0.json", "theory/sweep_cpu.json"]
-    wanted = [w for w in wanted if w in results.manifest()["files"]]
+    wanted = [w for w in wanted if w in fetch.manifest()["files"]]
     assert wanted
     # a wrong copy first: refused by its checksum, nothing left behind; the next source serves it
-    monkeypatch.setattr(results, "_result_urls",
+    monkeypatch.setattr(fetch, "result_urls",
                         lambda rel: [f"{results_server}/bad/{rel}", f"{results_server}/missing/{rel}",
                                      f"{results_server}/good/{rel}"])
-    assert results.fetch_results(tmp_path / "r", wanted) == []
+    assert fetch.fetch_results(tmp_path / "r", wanted) == []
     for rel in wanted:
-        assert sha256(tmp_path / "r" / rel) == results.manifest()["files"][rel]["sha256"]
+        assert sha256(tmp_path / "r" / rel) == fetch.manifest()["files"][rel]["sha256"]
     # only wrong copies: each failure named, no file written
-    monkeypatch.setattr(results, "_result_urls", lambda rel: [f"{results_server}/bad/{rel}"])
-    failures = results.fetch_results(tmp_path / "s", wanted)
+    monkeypatch.setattr(fetch, "result_urls", lambda rel: [f"{results_server}/bad/{rel}"])
+    failures = fetch.fetch_results(tmp_path / "s", wanted)
     assert len(failures) == len(wanted) and all("wrong sha256" in f for f in failures)
     assert not list((tmp_path / "s").rglob("*.json"))
-    assert "not in this release's manifest" in results.fetch_results(tmp_path / "s", ["nope.json"])[0]
+    assert "not in this release's manifest" in fetch.fetch_results(tmp_path / "s", ["nope.json"])[0]
 
 
 def test_an_installed_package_keeps_checkpoints_and_results_in_the_users_cache(tmp_path, monkeypatch):
@@ -461,7 +462,7 @@ def test_committed_results_stay_under_30_mb():
 
 
 def test_record_json_keeps_the_content_and_writes_a_history_entry_per_line():
-    from decs.train import record_json
+    from decs.files import record_json
 
     rec = {"final": {"acc": 0.5, "nmi": float("nan")}, "labels": [1, 2, 3], "empty": [], "none": {},
            "history": [{"iteration": 0, "cluster_sizes": [3, 0, 2], "loss": None},
@@ -476,9 +477,9 @@ def test_record_json_keeps_the_content_and_writes_a_history_entry_per_line():
 
 
 def test_every_committed_json_file_is_in_the_record_layout():
-    """What `python -m decs` writes (decs.train.record_json); an older file is rewritten, content
+    """What `python -m decs` writes (decs.files.record_json); an older file is rewritten, content
     unchanged, by tools/format_results.py."""
-    from decs.train import record_json
+    from decs.files import record_json
 
     root, files = _committed_results()
     texts = {f: (root / f).read_text(encoding="utf-8") for f in files if f.endswith(".json")}

@@ -3,9 +3,12 @@ import numpy as np
 import pytest
 import torch
 
+from decs.device import make_generator
+from decs.files import ADDED_LATER, write_record
 from decs.models import ConvAutoencoder, MLPAutoencoder
-from decs.train import (ADDED_LATER, PRETRAIN_FIELDS, augment, cluster, embed, fit_clusters, kmeans_init,
-                        make_generator, pretrain, pretrained_autoencoder, run, write_record)
+from decs.passes import augment, embed
+from decs.runs import PRETRAIN_FIELDS, fit_clusters, pretrained_autoencoder, run
+from decs.train import cluster, kmeans_init, pretrain
 
 
 def test_augment_shapes_range_and_randomness():
@@ -163,7 +166,7 @@ def test_clustering_checkpoint_refuses_other_settings(blobs, tiny_cfg, tmp_path)
 
 
 def test_recalibrated_batchnorm_matches_data_statistics():
-    from decs.train import recalibrate_batchnorm
+    from decs.passes import recalibrate_batchnorm
 
     torch.manual_seed(0)
     x = torch.rand(300, 1, 16, 16) * 0.5 + 0.25
@@ -217,7 +220,7 @@ def test_pretraining_snapshot_is_the_shorter_pretraining(blobs, tiny_cfg, tmp_pa
 
 
 def test_reseeding_moves_an_emptied_centroid_onto_the_farthest_sample_of_the_largest_cluster():
-    from decs.train import _reseed_empty
+    from decs.bookkeeping import reseed_empty
 
     z = torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 3.0], [10.0, 0.0], [10.5, 0.0]])
     centroids = torch.nn.Parameter(torch.tensor([[0.0, 0.5], [10.0, 0.0], [100.0, 100.0]]))
@@ -225,12 +228,12 @@ def test_reseeding_moves_an_emptied_centroid_onto_the_farthest_sample_of_the_lar
     opt = torch.optim.Adam([centroids], lr=0.1)
     centroids.sum().backward()
     opt.step()  # Adam now holds moments for every centroid
-    moved = _reseed_empty(z, centroids, labels, opt)
+    moved = reseed_empty(z, centroids, labels, opt)
     assert moved == [2]
     assert torch.equal(centroids.detach()[2], z[2])  # (0, 3) is cluster 0's farthest sample
     assert torch.equal(opt.state[centroids]["exp_avg"][2], torch.zeros(2))
     assert opt.state[centroids]["exp_avg"][0].abs().sum() > 0  # the others keep theirs
-    assert _reseed_empty(z, centroids, np.array([0, 0, 2, 1, 1]), opt) == []  # nothing empty: nothing moves
+    assert reseed_empty(z, centroids, np.array([0, 0, 2, 1, 1]), opt) == []  # nothing empty: nothing moves
 
 
 def test_reseeding_is_recorded_in_the_history(blobs, tiny_cfg):
@@ -271,24 +274,25 @@ def test_network_enters_checkpoint_keys_only_when_not_conv(blobs, tiny_cfg, tmp_
 
 
 def test_bf16_precision_is_an_opt_in_that_changes_the_run_and_keeps_fp32_scores():
-    """precision="bf16" runs the forward passes under bfloat16 autocast (decs.train.autocast):
+    """precision="bf16" runs the forward passes under bfloat16 autocast (decs.device.autocast):
     a different run from fp32 (so its own name and checkpoint key), q and the loss still fp32,
     and a bad value refused with the choices."""
     from decs.config import get_config
-    from decs.results import run_name
-    from decs.train import _batch_loss, _pretrain_key, autocast
+    from decs.device import autocast
     from decs.models import ConvAutoencoder
+    from decs.runs import pretrain_key, run_name
+    from decs.train import batch_loss
 
     cfg = get_config("ci")
     bf16 = cfg.replace(precision="bf16")
     assert run_name(cfg, 0) == "ci-seed0" and run_name(bf16, 0) == "ci-seed0+precision=bf16"
-    assert "precision" not in _pretrain_key(cfg, 0, 10, (1, 16, 16))
-    assert _pretrain_key(bf16, 0, 10, (1, 16, 16))["precision"] == "bf16"
+    assert "precision" not in pretrain_key(cfg, 0, 10, (1, 16, 16))
+    assert pretrain_key(bf16, 0, 10, (1, 16, 16))["precision"] == "bf16"
     torch.manual_seed(0)
     enc = ConvAutoencoder((1, 16, 16)).encoder
     xb, centroids = torch.rand(32, 1, 16, 16), torch.randn(4, 10, requires_grad=True)
-    q32, _, loss32 = _batch_loss(enc, xb, centroids, cfg, "decs")
-    q16, _, loss16 = _batch_loss(enc, xb, centroids, bf16, "decs")
+    q32, _, loss32 = batch_loss(enc, xb, centroids, cfg, "decs")
+    q16, _, loss16 = batch_loss(enc, xb, centroids, bf16, "decs")
     assert q16.dtype == loss16.dtype == torch.float32
     assert not torch.equal(q32, q16) and torch.allclose(q32, q16, atol=0.05)
     with pytest.raises(ValueError, match="precision must be one of"):

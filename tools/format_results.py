@@ -1,4 +1,4 @@
-"""Rewrite JSON files under results/ in the layout of decs.train.record_json (one line per
+"""Rewrite JSON files under results/ in the layout of decs.files.record_json (one line per
 history entry and per list of numbers), leaving their content unchanged.
 
     python tools/format_results.py                  # every .json under results/
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from decs.train import record_json  # noqa: E402
+from decs.files import atomic_write, record_json  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         off.append(path)
         if not args.check:
             assert json.dumps(json.loads(new)) == json.dumps(obj), path   # the content is unchanged
-            path.write_text(new, encoding="utf-8")
+            atomic_write(path, new)
     verb = "not in the layout" if args.check else "rewritten"
     print(f"{len(off)} of {len(files)} files {verb}" + "".join(f"\n  {p}" for p in off[:20]))
     return 1 if args.check and off else 0

@@ -102,11 +102,11 @@ print(f"ok: ran to its end; {len(missing)} 'not available' lines, first: {missin
 """
 
 MODELS = r"""
-import decs.results as R
+from decs.files import load_model_files
 from decs.notebook import committed_record
 rec = committed_record("usps", "decs", 0)
 assert rec is not None, "no committed USPS network reachable from the installed package"
-nets = R.load_model_files(rec)
+nets = load_model_files(rec)
 print("ok: model files of", rec["path"].split("results")[-1], "fetched and checked;", nets["centroids"].shape)
 """
 

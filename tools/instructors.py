@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "instructors.md"
 
 PAPER, CODE, RECORDS, TRAINS = "pen and paper", "code", "code and the committed records", "code, trains"
-# What each exercise needs. TRAINS: (what it runs, runs of decs.train.run on USPS, pretraining
+# What each exercise needs. TRAINS: (what it runs, runs of decs.runs.run on USPS, pretraining
 # included?) for the estimate; HaDis and the multi-process runs are timed as their chapter's cell.
 NEEDS = {
     "ex-02-1": PAPER, "ex-02-2": CODE, "ex-02-3": CODE, "ex-02-4": CODE,

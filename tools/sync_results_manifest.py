@@ -4,7 +4,7 @@
     python tools/sync_results_manifest.py --check   # exit 1 if it differs from results/
 
 An installed package (pip, Colab) has no results/ folder: it fetches the files this manifest
-lists from the release it was installed from, checking each sha256 (decs.results.fetch_results).
+lists from the release it was installed from, checking each sha256 (decs.fetch.fetch_results).
 Run it after committing a record or a model file; tests/test_results.py fails until it agrees.
 """
 from __future__ import annotations
@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"{MANIFEST} differs from results/: run python tools/sync_results_manifest.py")
         return 1
-    MANIFEST.write_text(text)
+    sys.path.insert(0, str(ROOT))
+    from decs.files import atomic_write
+
+    atomic_write(MANIFEST, text)
     print(f"wrote {MANIFEST}")
     return 0
 

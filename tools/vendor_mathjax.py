@@ -33,11 +33,11 @@ CDN = re.compile(r'src="https://cdn\.jsdelivr\.net/npm/mathjax@3/es5/' + re.esca
 
 def fetch(cache: Path) -> Path:
     """The release tarball, downloaded into ``cache`` once (checked against its sha256)."""
-    from decs.data import _fetch, sha256
+    from decs.data import fetch_file, sha256
 
     path = cache / f"mathjax-{VERSION}.tgz"
     if not (path.is_file() and sha256(path) == SHA256):
-        _fetch(URL, path, SHA256, SIZE)
+        fetch_file(URL, path, SHA256, SIZE)
     return path
 
 

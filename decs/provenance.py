@@ -1,0 +1,63 @@
+"""Provenance: what a record says about the code and the machine that made it — the commit this
+process imported (and the files that differed from it), versions, device, processes — and the
+command line that gives a benchmark's record again. Read in :doc:`/book/reproducibility`.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from . import distributed
+from .paths import REPO_ROOT
+
+
+def git(*args) -> str | None:
+    """The output of ``git *args`` in the repository, None where git or the checkout is missing."""
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def code_version() -> dict:
+    """The commit checked out now and the tracked files that differ from it."""
+    changed = git("diff", "--name-only", "HEAD")  # tracked files, staged or not
+    files = changed.splitlines() if changed else []
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(files), "dirty_files": files}
+
+
+# Taken once, when this module is imported: the code a process runs is the code it imported,
+# whatever is edited or committed while a long run goes on.
+CODE_VERSION = code_version()
+
+
+def environment_info(device: torch.device) -> dict:
+    """Provenance for a run record: the commit this process imported (and the files that
+    differed from it then), device, number of processes and their backend (1 and "none" in one
+    process; :doc:`/book/distributed`), versions, host."""
+    info = {**CODE_VERSION, "device": str(device), "world_size": distributed.world_size(),
+            "backend": distributed.backend(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+    return info
+
+
+
+def benchmark_command(script: str, args) -> str:
+    """The command line that gives a benchmark's record again, from its parsed arguments: each
+    option that was set as ``--name value`` (a list's values separated by spaces), ``--out`` left
+    out because it names where the record went, not what it measured. ``script`` is the path from
+    the repository root, e.g. ``"benchmarks/speed.py"`` (:doc:`/book/reproducibility`)."""
+    options = (f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+               for k, v in vars(args).items() if v is not None and k != "out")
+    return " ".join(["python", script, *options])

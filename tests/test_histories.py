@@ -1,0 +1,112 @@
+"""Behaviour pinned across refactors: the full history of four USPS ``ci`` runs, bit for bit.
+
+Saved before the package was reorganised (issue 30) with ``python tests/test_histories.py --save``
+and compared after every change since: DECS, DEC and HaDis through ``python -m decs train``, and
+DECS on two processes through ``torchrun``. Each run starts from nothing (its own checkpoint
+folder, so no cached pretraining), one thread per process, and everything its record holds except
+what names the machine or the moment (wall times, environment, date, command) must be equal —
+losses, accuracies, cluster sizes and confusion matrices at every evaluation, as floats, not to a
+tolerance.
+
+Float32 sums depend on the CPU's kernels, so bit-identity is defined on the platform the histories
+were saved on (the same torch version and CPU model, kept in the file); elsewhere the test is skipped
+and says why.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SAVED = Path(__file__).with_name("histories")
+VOLATILE = {"wall_time_s", "environment", "created", "command"}
+RUNS = {  # name -> (number of processes, method)
+    "decs": (1, "decs"),
+    "dec": (1, "dec"),
+    "hadis": (1, "hadis"),
+    "decs-2-processes": (2, "decs"),
+}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def platform_key() -> dict:
+    return {"torch": torch.__version__, "cpu": _cpu_model(), "machine": platform.machine()}
+
+
+def run_history(name: str, work: Path) -> dict:
+    """Run one pinned command from nothing and return its record without the volatile fields."""
+    nproc, method = RUNS[name]
+    data = os.environ.get("DECS_DATA") or str(ROOT / "data")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "DECS_DATA": data,
+           "DECS_CHECKPOINTS": str(work / "checkpoints"), "DECS_DOWNLOAD": "0"}
+    args = ["train", "--dataset", "usps", "--profile", "ci", "--seed", "0", "--method", method,
+            "--results", str(work / "results"), "--quiet", "--model-files", "none"]
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "decs", *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "decs", *args]
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    (record,) = (work / "results" / "usps" / method).glob("*.json")
+    return {k: v for k, v in json.loads(record.read_text()).items() if k not in VOLATILE}
+
+
+def _saved(name: str) -> dict:
+    return json.loads((SAVED / f"{name}.json").read_text())
+
+
+def _usps_available() -> bool:
+    from decs.data import data_root
+
+    return (data_root() / "usps").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(RUNS))
+def test_a_pinned_run_gives_the_same_history_to_the_last_bit(name, tmp_path):
+    saved = _saved(name)
+    if saved["platform"] != platform_key():
+        pytest.skip(f"histories saved on {saved['platform']}; this is {platform_key()}")
+    if not _usps_available():
+        pytest.skip("USPS is not on this machine (set DECS_DATA)")
+    got = run_history(name, tmp_path)
+    assert set(got) == set(saved["record"])
+    for key in saved["record"]:  # one key at a time, so a failure names what changed
+        assert got[key] == saved["record"][key], key
+
+
+def test_the_saved_histories_hold_every_evaluation():
+    for name in RUNS:
+        record = _saved(name)["record"]
+        assert record["history"], name
+        assert record["dataset"] == "usps" and record["profile"] == "ci"
+
+
+if __name__ == "__main__":  # python tests/test_histories.py --save [NAME ...]
+    if "--save" not in sys.argv:
+        raise SystemExit("usage: python tests/test_histories.py --save [NAME ...]  (overwrites tests/histories/)")
+    SAVED.mkdir(exist_ok=True)
+    for name in [a for a in sys.argv[1:] if a != "--save"] or list(RUNS):
+        work = ROOT / ".histories-work"
+        shutil.rmtree(work, ignore_errors=True)
+        record = run_history(name, work)
+        shutil.rmtree(work)
+        (SAVED / f"{name}.json").write_text(json.dumps({"platform": platform_key(), "record": record}, indent=1) + "\n")
+        print(f"saved {name}: {len(record['history'])} evaluations")
