@@ -271,7 +271,7 @@ def test_the_cpu_queue_lists_two_lanes_and_skips_the_authors_lane_without_their_
     import subprocess
 
     def listed(**env):
-        base = {k: v for k, v in os.environ.items() if k not in ("AUTHORS_CODE", "TF_PYTHON")}
+        base = {k: v for k, v in os.environ.items() if k not in ("AUTHORS_CODE", "TF_PYTHON", "THEIR_MNIST_TEST")}
         return subprocess.run(["bash", str(SCRIPT.parent / "cpu_queue.sh")], env={**base, "DRY_RUN": "1", **env},
                               capture_output=True, text=True, check=True).stdout.splitlines()
 
@@ -281,7 +281,12 @@ def test_the_cpu_queue_lists_two_lanes_and_skips_the_authors_lane_without_their_
     assert len(ours) >= 8 and all(data.canonical_name(w[w.index("--dataset") + 1]) for w in ours)
     assert ["--profile", "paper", "--seed", "0", "--method", "hadis"] == ours[-3][6:12]
     theirs = [line for line in listed(AUTHORS_CODE="x", TF_PYTHON="y") if "authors_tf.py" in line]
-    assert len(theirs) >= 5 and all("--seed" in line and "e200-i3000-seed" in line for line in theirs)
+    draws = [line for line in theirs if "--dataset usps" in line]
+    assert len(draws) >= 5 and all("--seed" in line and "e200-i3000-seed" in line for line in draws)
+    assert [line for line in theirs if line not in draws] == [  # then their MNIST-test protocol run
+        "python benchmarks/authors_tf.py --dataset mnist-test  ... --out results/authors-tf/mnist-test/e500-i20000.json"]
+    swaps = [line for line in listed(THEIR_MNIST_TEST="t.pt") if "--start-from t.pt" in line]
+    assert len(swaps) == 3 and all("--dataset mnist-test" in line for line in swaps)
 
 
 def test_queue_status_says_how_far_each_checkpoint_is(tmp_path, capsys):
