@@ -240,6 +240,7 @@ class LoopState:
         return self.order[self.batches[b][0]:self.batches[b][1]]
 
     def step_done(self, loss: torch.Tensor) -> None:
+        """Count the step: its loss into the sum since the last evaluation, the iteration, the bar."""
         self.loss_sum += loss.detach()
         self.it += 1
         self.bar.update(1)

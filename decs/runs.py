@@ -65,7 +65,7 @@ def pretrained_autoencoder(x: torch.Tensor, cfg: Config, seed: int = 0,
     resumed when it holds an unfinished one, else trained from scratch. DECS and DEC runs
     with the same settings and seed share it, so their comparison starts from one network.
     With ``cfg.recalibrate_bn`` the batch-norm statistics are then re-estimated on the clean
-    data (:func:`recalibrate_batchnorm`). ``network``: "conv" (:class:`decs.models.ConvAutoencoder`)
+    data (:func:`decs.passes.recalibrate_batchnorm`). ``network``: "conv" (:class:`decs.models.ConvAutoencoder`)
     or "mlp" (:class:`decs.models.MLPAutoencoder`, for N×D data, with augmentation off).
     ``start``: a state dict of the same network given from outside (e.g. the authors' pretrained
     network converted by ``benchmarks/authors_tf_weights.py --to-ours``), used in place of
