@@ -6,7 +6,7 @@
 #   nohup bash benchmarks/cpu_queue.sh > logs/cpu_queue.log 2>&1 &
 # Lane A (issue 26, chance or cause): draws of the authors' code at USPS 200 epochs / 3,000
 #   iterations, one per seed of their set_seed() (benchmarks/authors_tf.py through its harness), then
-#   their code on MNIST-test at the protocol, 500 epochs / 20,000 iterations (its network kept, so a
+#   their code on MNIST-test at 200 / 3,000 and at the protocol, 500 / 20,000 (the network kept, so a
 #   clustering stopped by the session's end can be rerun from it). It needs their code and a
 #   TensorFlow environment: AUTHORS_CODE=<their DECS/ folder> and TF_PYTHON=<that environment's
 #   python> (benchmarks/authors_tf.py's docstring says how), else it is skipped. Their pretrained
@@ -42,6 +42,7 @@ lane_a() {
         say "lane A skipped: set AUTHORS_CODE and TF_PYTHON to run the authors' draws"; return
     fi
     for seed in 1 2 3 4 5 6 7 8 9; do theirs usps 200 3000 "results/authors-tf/usps/e200-i3000-seed$seed.json" "$seed"; done
+    theirs mnist-test 200 3000 results/authors-tf/mnist-test/e200-i3000.json
     theirs mnist-test 500 20000 results/authors-tf/mnist-test/e500-i20000.json
 }
 lane_b() {
