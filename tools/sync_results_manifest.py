@@ -21,9 +21,12 @@ MANIFEST = ROOT / "decs" / "results_manifest.json"
 
 
 def committed(results: Path) -> list[Path]:
-    """The files under results/ that git tracks (what the release holds), else all of them."""
+    """The files under results/ that git tracks or is about to (untracked but not ignored: a record
+    just written is listed before it is staged, so the manifest and the record go in one commit),
+    else all of them."""
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "results"], cwd=ROOT, capture_output=True,
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "results"],
+                             cwd=ROOT, capture_output=True,
                              check=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return [p for p in results.rglob("*") if p.is_file()]
