@@ -27,9 +27,12 @@ k-means their pretraining runs every ``epochs/10`` epochs, every epoch below 20,
 the epochs that ran none, which is what ``benchmarks/speed.py`` times of ours) and seconds per
 clustering iteration with the evaluation every 30 (from the ``Iter 0`` line to the last). Their
 epoch is ``int(n/256)`` steps (36 on USPS), ours ``ceil(n/256)`` (37).
-Their ``run_exp.py`` calls ``set_seed()``, which seeds Python, NumPy and PyTorch (2333) and does
-not name TensorFlow; two runs of it here printed the same history to the last digit, so a rerun
-repeats a run (their ``main.py`` calls no ``set_seed()``). The record has no ``final`` key, so
+Their ``run_exp.py`` calls ``set_seed()``, which seeds Python, NumPy and PyTorch (2333) and does not
+name TensorFlow; two runs of it here printed the same history to the last digit, so a rerun repeats
+a run (their ``main.py`` calls no ``set_seed()``). ``--from-log`` rebuilds the record of a run that
+finished but whose record was not written, from the lines this script printed for it (kept beside
+the record as ``<name>.log``); the record says so under ``rebuilt_from_log`` and lacks what those
+lines lack (the labels, so no cluster sizes). The record has no ``final`` key, so
 :func:`decs.results.load_records` never mixes it with this project's runs; the reproducibility
 chapter reads it.
 """
@@ -154,6 +157,46 @@ def _labels(path: Path) -> dict:
                           "final": confusion(y, final, k)}}
 
 
+def _run(args, launch: list[str], their_cmd: list[str], env: dict, lines: list) -> tuple:
+    """Run their code from a copy of ``--code`` in a temporary folder, appending what it printed to
+    ``lines``; return the wall time, the kept weights and the labels the harness saved."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "DECS"
+        shutil.copytree(args.code, work, ignore=shutil.ignore_patterns("results", "__pycache__"))
+        if args.pretrained_weights is not None:
+            shutil.copy(args.pretrained_weights, work / "pretrained.h5")
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([args.python, "-u", *launch, *their_cmd[1:]], cwd=work, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        kept = None
+        for raw in proc.stdout:
+            for line in raw.replace("\r", "\n").splitlines():  # Keras's progress bar rewrites its line
+                if line.strip():
+                    lines.append((time.perf_counter() - t0, line))
+                    if EPOCH.match(line) or ITER.search(line) or "Time for" in line or "Final" in line \
+                            or line.startswith("[harness]"):
+                        print(f"[authors-tf {lines[-1][0]:7.1f}s] {line}", flush=True)
+                    if "Pretrained weights are saved" in line and args.keep_weights is not None:
+                        kept = _keep_weights(work, args.keep_weights, args.out.stem)  # before clustering starts
+        wall = time.perf_counter() - t0
+        if proc.wait() != 0:
+            tail = "\n".join(line for _, line in lines[-30:])
+            raise SystemExit(f"the authors' code exited with {proc.returncode}:\n{tail}")
+        labels = _labels(work / "labels.npz")
+    return wall, kept, labels
+
+
+LOG_LINE = re.compile(r"^\[authors-tf\s+([\d.]+)s\] (.*)$")
+
+
+def _read_log(path: Path) -> list[tuple[float, str]]:
+    """The ``(seconds, line)`` pairs this script printed while a run went (``[authors-tf  Ns] line``)."""
+    lines = [(float(m.group(1)), m.group(2)) for m in map(LOG_LINE.match, path.read_text().splitlines()) if m]
+    if not lines:
+        raise SystemExit(f"{path} holds no '[authors-tf  Ns] ...' lines: is it this script's output?")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--code", required=True, type=Path, help="the DECS/ folder of the authors' repository")
@@ -181,7 +224,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-weights", type=Path, default=None,
                    help="a folder (outside the repository) to keep their pretrained autoencoder's "
                         "ae_weights.h5 in, named after --out, for our loop to start from")
+    p.add_argument("--from-log", type=Path, default=None,
+                   help="do not run: rebuild the record of a run that finished but whose record was not "
+                        "written, from the lines this script printed for it ('[authors-tf  Ns] ...'), given "
+                        "with that run's own arguments; the record says so and lacks what the log lacks")
+    p.add_argument("--project-commit", default=None,
+                   help="with --from-log: this project's commit when that run started")
     args = p.parse_args(argv)
+    if (args.from_log is None) != (args.project_commit is None):
+        raise SystemExit("give --from-log and --project-commit together (the log, and the commit it ran at)")
     if (args.pretrain_epochs is None) == (args.pretrained_weights is None):
         raise SystemExit("give exactly one of --pretrain-epochs (their pretraining) and "
                          "--pretrained-weights (their clustering from given weights)")
@@ -195,6 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.out.exists() and not args.replace:
         raise SystemExit(f"{args.out} exists: a run never overwrites another run's record "
                          "(choose another --out, or pass --replace to redo this one)")
+    commit = args.commit or _git(args.code, "rev-parse", "HEAD")
+    if not commit:
+        raise SystemExit(f"{args.code} is not inside a git checkout: pass --commit <their commit> "
+                         "(the record names it; this book runs 85f2586deb5a376383a915a772f4fa927e56d0c4)")
     if not (args.code / "run_exp.py").is_file():
         raise SystemExit(f"{args.code} has no run_exp.py: point --code at the DECS/ folder of the "
                          "authors' repository")
@@ -239,33 +294,17 @@ def main(argv: list[str] | None = None) -> None:
     launch = [their_cmd[0]] if not harness_args else [
         str(Path(__file__).with_name("authors_tf_harness.py")), *harness_args, "--script", their_cmd[0], "--"]
     lines: list[tuple[float, str]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "DECS"
-        shutil.copytree(args.code, work, ignore=shutil.ignore_patterns("results", "__pycache__"))
-        if args.pretrained_weights is not None:
-            shutil.copy(args.pretrained_weights, work / "pretrained.h5")
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([args.python, "-u", *launch, *their_cmd[1:]], cwd=work, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        kept = None
-        for raw in proc.stdout:
-            for line in raw.replace("\r", "\n").splitlines():  # Keras's progress bar rewrites its line
-                if line.strip():
-                    lines.append((time.perf_counter() - t0, line))
-                    if EPOCH.match(line) or ITER.search(line) or "Time for" in line or "Final" in line \
-                            or line.startswith("[harness]"):
-                        print(f"[authors-tf {lines[-1][0]:7.1f}s] {line}", flush=True)
-                    if "Pretrained weights are saved" in line and args.keep_weights is not None:
-                        kept = _keep_weights(work, args.keep_weights, args.out.stem)  # before clustering starts
-        wall = time.perf_counter() - t0
-        if proc.wait() != 0:
-            tail = "\n".join(line for _, line in lines[-30:])
-            raise SystemExit(f"the authors' code exited with {proc.returncode}:\n{tail}")
-        labels = _labels(work / "labels.npz")
+    if args.from_log is None:
+        wall, kept, labels = _run(args, launch, their_cmd, env, lines)
+    else:  # a run that finished, rebuilt from what it printed: no labels, no timing beyond the log's
+        lines, kept, labels = _read_log(args.from_log), None, {}
+        wall = lines[-1][0]
+        if args.keep_weights is not None and (args.keep_weights / f"{args.out.stem}-ae_weights.h5").is_file():
+            kept = args.keep_weights / f"{args.out.stem}-ae_weights.h5"
     rec = {
         "kind": "authors-tf",
         "dataset": args.dataset,
-        "code": {"repository": "ChengZhanwen/DECS", "commit": args.commit or _git(args.code, "rev-parse", "HEAD"),
+        "code": {"repository": "ChengZhanwen/DECS", "commit": commit,
                  "modified": False},
         "their_command": "python " + " ".join(their_cmd),
         "command": record_command("python benchmarks/authors_tf.py", argv if argv is not None else sys.argv[1:]),
@@ -283,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
                          "sha256": hashlib.sha256(args.pretrained_weights.read_bytes()).hexdigest()}},
         "environment": {**versions, "platform": platform.platform(), "cpu_count": os.cpu_count(),
                         "cpu": platform.processor() or platform.machine(),
-                        "this_project_commit": _git(Path(__file__).parent, "rev-parse", "HEAD")},
+                        "this_project_commit": args.project_commit or _git(Path(__file__).parent, "rev-parse", "HEAD")},
         "wall_time_s": round(wall, 1),
         "kept_weights": None if kept is None else {
             "file": kept.name, "sha256": hashlib.sha256(kept.read_bytes()).hexdigest()},
@@ -291,6 +330,18 @@ def main(argv: list[str] | None = None) -> None:
         **parse(lines),
         **labels,
     }
+    if args.from_log is not None:
+        # the log holds only the lines printed above: not their pretraining's k-means lines, so the
+        # epochs that ran none cannot be told apart, and not the labels (no sizes, no confusion)
+        for key in ("pretrain_s_per_epoch", "pretrain_epochs_timed"):
+            rec["speed_measured_here"].pop(key, None)
+        rec["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(args.from_log.stat().st_mtime))
+        rec["rebuilt_from_log"] = {
+            "log": args.from_log.name, "sha256": hashlib.sha256(args.from_log.read_bytes()).hexdigest(),
+            "why": "the run finished, but writing its record failed; this record was rebuilt from what this "
+                   "script printed while it ran (the same command without --from-log/--project-commit)",
+            "missing": "the harness's labels (cluster sizes, confusion matrices), their best label-selected "
+                       "scores and the per-epoch time without their k-means; date is the log's last write"}
     write_record(rec, args.out)  # atomically, in the layout of every file under results/
     print(json.dumps({"record": str(args.out), "start": rec["start"], "their_final": rec["their_final"],
                       "speed_measured_here": rec["speed_measured_here"], "wall_time_s": rec["wall_time_s"]}))

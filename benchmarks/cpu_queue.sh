@@ -33,7 +33,7 @@ theirs() {  # one run of the authors' code: dataset, epochs, iterations, the rec
     if [ -e "$out" ]; then say "done: $out"; return; fi
     if [ -n "${DRY_RUN:-}" ]; then echo "python benchmarks/authors_tf.py --dataset $ds ${seed:+--seed $seed} ... --out $out"; return; fi
     say "authors' code, $ds ${seed:+seed $seed} -> $out"
-    "$PY" benchmarks/authors_tf.py --code "$AUTHORS_CODE" --python "$TF_PYTHON" --dataset "$ds" ${seed:+--seed "$seed"} \
+    "$PY" benchmarks/authors_tf.py --code "$AUTHORS_CODE" --commit "${AUTHORS_COMMIT:-85f2586deb5a376383a915a772f4fa927e56d0c4}" --python "$TF_PYTHON" --dataset "$ds" ${seed:+--seed "$seed"} \
         --pretrain-epochs "$epochs" --maxiter "$iters" --threads 1 --out "$out" \
         --keep-weights "${KEEP_WEIGHTS:-../authors-weights}/$ds" || say "failed ($?): $out"
 }

@@ -155,9 +155,30 @@ def test_authors_tf_refuses_an_unfinished_run_and_bad_paths(tmp_path):
     with pytest.raises(SystemExit, match="never overwrites"):
         AUTHORS_TF["main"](["--code", str(tmp_path), "--python", sys.executable,
                             "--pretrain-epochs", "1", "--maxiter", "1", "--out", str(out)])
+    new = ["--python", sys.executable, "--pretrain-epochs", "1", "--maxiter", "1", "--out", str(tmp_path / "new.json")]
+    with pytest.raises(SystemExit, match="pass --commit"):  # a record must name their commit
+        AUTHORS_TF["main"](["--code", str(tmp_path), *new])
     with pytest.raises(SystemExit, match="no run_exp.py"):
-        AUTHORS_TF["main"](["--code", str(tmp_path), "--python", sys.executable,
-                            "--pretrain-epochs", "1", "--maxiter", "1", "--out", str(tmp_path / "new.json")])
+        AUTHORS_TF["main"](["--code", str(tmp_path), "--commit", "85f2586", *new])
+    with pytest.raises(SystemExit, match="together"):
+        AUTHORS_TF["main"](["--code", str(tmp_path), "--commit", "85f2586", *new, "--from-log", "x.log"])
+
+
+def test_authors_tf_rebuilds_a_record_from_what_it_printed(tmp_path):
+    """--from-log reads back the lines the script printed while a run went (its own format, only the
+    lines it shows) into the same history, start, final and times as the run's lines."""
+    lines = _transcript()
+    shown = [(t, line) for t, line in lines if AUTHORS_TF["EPOCH"].match(line) or AUTHORS_TF["ITER"].search(line)
+             or "Time for" in line or "Final" in line]
+    log = tmp_path / "run.log"
+    log.write_text("".join(f"[authors-tf {t:7.1f}s] {line}\n" for t, line in shown) + "Traceback (most recent...\n")
+    rebuilt, full = AUTHORS_TF["parse"](AUTHORS_TF["_read_log"](log)), AUTHORS_TF["parse"](lines)
+    for key in ("history", "start", "their_final", "their_wall_time_s"):
+        assert rebuilt[key] == full[key], key
+    assert "their_best_label_selected" not in rebuilt  # the log does not show that line
+    log.write_text("some other program's output\n")
+    with pytest.raises(SystemExit, match="this script's output"):
+        AUTHORS_TF["_read_log"](log)
 
 
 @pytest.mark.skipif(not data.is_available("usps"), reason="USPS files not found under DECS_DATA (see data/README.md)")
