@@ -546,3 +546,55 @@ def test_keep_rates_count_one_draw_per_seed_and_give_wilson_intervals():
     assert rows["ours"]["fisher_p"] == rows["theirs"]["fisher_p"] == 1.0
     with pytest.raises(ValueError, match="class counts"):
         results.kept_all_clusters(theirs(None, 0.9))
+
+
+def test_the_keep_rate_conclusion_says_only_what_the_draws_allow():
+    def rows(k1, n1, k2, n2):
+        return [{"code": "ours", "seeds": list(range(n1)), "kept_seeds": list(range(k1)),
+                 **results.keep_rate([True] * k1 + [False] * (n1 - k1))},
+                {"code": "theirs", "seeds": list(range(n2)), "kept_seeds": list(range(k2)),
+                 **results.keep_rate([True] * k2 + [False] * (n2 - k2))}]
+
+    def with_p(r):
+        from scipy.stats import fisher_exact
+
+        p = fisher_exact([[r[0]["kept"], r[0]["draws"] - r[0]["kept"]], [r[1]["kept"], r[1]["draws"] - r[1]["kept"]]]).pvalue
+        for row in r:
+            row["fisher_p"] = p
+        return r
+
+    assert "cannot tell chance from cause yet" in results.keep_rate_conclusion(with_p(rows(1, 5, 1, 4)))
+    same = results.keep_rate_conclusion(with_p(rows(1, 5, 2, 5)))
+    assert "do not differ beyond chance" in same and "1 of 5 draws (95 % interval 0.04–0.62)" in same
+    assert "by more than chance" in results.keep_rate_conclusion(with_p(rows(0, 8, 8, 8)))   # p = 0.0002
+
+
+def test_the_start_or_loop_line_weighs_the_swaps_against_the_keep_rates():
+    def ours(ds, seed, acc, sizes, name=None):
+        rec = _rec(ds, "cpu", "decs", seed, acc, 0.93, sizes)
+        rec["history"].insert(0, {"cluster_sizes": [300, 300, 400]})
+        rec["path"] = f"{name or f'cpu-seed{seed}'}.json"
+        return rec
+
+    def theirs(ds, seed, acc, sizes=None, weights=None):
+        rec = {"dataset": ds, "kind": "given weights" if weights else "end to end", "their_final": {"acc": acc},
+               "settings": {"pretrain_epochs": None if weights else 200, "maxiter": 3000, "seed_value": seed,
+                            "pretrained_weights": weights}}
+        if sizes:
+            rec["final_cluster_sizes"] = sizes
+        return rec
+
+    lost, kept = [600, 0, 400], [300, 300, 400]
+    recs = [ours("usps", s, 0.66, lost) for s in range(4)] + [ours("usps", 4, 0.99, kept)]
+    recs += [ours("usps", s, 0.99, kept, name=f"cpu-seed{s}+start=theirs-e200") for s in range(3)]
+    recs += [ours("mnist-test", s, 0.66, lost, name=n) for s in range(2) for n in (f"cpu-seed{s}", f"cpu-seed{s}+start=theirs-e200")]
+    authors = [theirs("usps", s, 0.66, lost) for s in (1, 2, 3, 4)] + [theirs("usps", 2333, 0.99, kept)]
+    authors += [theirs("usps", None, 0.66, weights={"ours": {"seed": 0}}), theirs("mnist-test", 2333, 0.66)]
+    line = next(x for x in results.verdict(recs, authors, sweep=None).splitlines() if "Start or loop" in x)
+    usps = line.split("on USPS")[1]
+    assert "our networks in their loop at 0.660" in usps and "the network decides, not the loop" in usps
+    assert "ours keep every cluster in 1 of 5 draws" in usps and "theirs in 1 of 5 draws" in usps
+    assert "do not differ beyond chance" in usps and "set_seed(2333), the seed their code runs with" in usps
+    mt = line.split("on MNIST-test")[1].split("on USPS")[0]
+    assert "all clusters kept in 0 of 2" in mt and "their own loop ends no higher" in mt
+    assert "network decides" not in mt   # no swap the other way round on MNIST-test
