@@ -7,8 +7,11 @@
 Pretraining: full epochs over the dataset (batch 256, augmentation on). Clustering: DECS
 iterations (batch 256, augmentation, Otsu pass), timed with and without the full-data
 evaluation every 30 iterations ("without" subtracts the two evaluations every run makes, at
-its start and end, using the measured time of one full-data pass). ``--out FILE`` also writes
-the JSON to a file (the committed ones are under ``results/benchmarks/``).
+its start and end, using the measured time of one full-data pass). Each pretraining row also
+holds the operations of one step on a batch of 256 (:func:`decs.device.pretrain_step_flops`) and
+the GFLOP/s that makes; the environment names the CPU, so the reproducibility page can set them
+beside its float32 peak. ``--out FILE`` also writes the JSON to a file (the committed ones are
+under ``results/benchmarks/``).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import torch
 
 from decs.config import get_config
 from decs.data import load
-from decs.device import get_device, make_generator
+from decs.device import get_device, make_generator, pretrain_step_flops
 from decs.files import report_record
 from decs.models import ConvAutoencoder
 from decs.passes import predict
@@ -49,9 +52,11 @@ def bench(dataset: str, epochs: int, iterations: int, device: torch.device, subs
     _sync(device)
     per_epoch = (time.perf_counter() - t0) / epochs
     centroids = torch.randn(int(y.max()) + 1, cfg.embedding_dim, device=device)
+    per_step = per_epoch / -(-x.shape[0] // cfg.batch_size)
+    flop = pretrain_step_flops(ConvAutoencoder(tuple(x.shape[1:])).to(device), x[:cfg.batch_size])
     out = {"dataset": dataset, "n": int(x.shape[0]), "precision": precision,
-           "pretrain_s_per_epoch": round(per_epoch, 3),
-           "pretrain_s_per_step": round(per_epoch / -(-x.shape[0] // cfg.batch_size), 4)}
+           "pretrain_s_per_epoch": round(per_epoch, 3), "pretrain_s_per_step": round(per_step, 4),
+           "pretrain_gflop_per_step": round(flop / 1e9, 3), "pretrain_gflops": round(flop / 1e9 / per_step, 1)}
     predict(model.encoder, centroids, x, cfg.alpha, cfg.eval_batch_size)  # warm-up
     _sync(device)
     t0 = time.perf_counter()

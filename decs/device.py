@@ -45,3 +45,42 @@ def autocast(cfg: Config, device: torch.device):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
                           enabled=cfg.precision == "bf16")
 
+
+
+# ------------------------------------------------------------------ how fast it could be
+# Float32 operations one core can finish per clock cycle (a fused multiply-add counts as 2), by
+# (vendor, family, lowest model, highest model): AMD's Zen 2, Zen 3 and Zen 4 cores have two
+# 256-bit FMA pipes, 2 pipes × 8 lanes × 2 = 32 (Zen 4 runs AVX-512 as two 256-bit halves, so the
+# same). Other CPUs are not listed: their peak is reported as unknown rather than guessed.
+FP32_FLOP_PER_CYCLE = {("AuthenticAMD", 23, 0x30, 0xFF): ("Zen 2", 32),
+                       ("AuthenticAMD", 25, 0x00, 0xFF): ("Zen 3 / Zen 4", 32)}
+
+
+def fp32_peak(cpu: dict, cores: int) -> dict | None:
+    """The float32 peak of ``cores`` cores of the CPU :func:`decs.provenance.cpu_info` described:
+    cores × clock × FLOP per cycle (:data:`FP32_FLOP_PER_CYCLE`), in GFLOP/s, with how it was
+    worked out; None when the microarchitecture is not listed or no clock was reported. The clock
+    is the one the kernel reports (in a virtual machine, the nominal one): a core that boosts
+    above it has a higher peak, so a share of this peak is an upper bound. :doc:`/book/reproducibility`."""
+    for (vendor, family, low, high), (arch, per_cycle) in FP32_FLOP_PER_CYCLE.items():
+        if (cpu.get("vendor"), cpu.get("family")) == (vendor, family) and low <= cpu.get("model", -1) <= high \
+                and cpu.get("mhz"):
+            ghz = cpu["mhz"] / 1000
+            return {"gflops": cores * ghz * per_cycle, "cores": cores, "ghz": ghz, "flop_per_cycle": per_cycle,
+                    "microarchitecture": arch,
+                    "how": f"{cores} cores × {ghz:.2f} GHz × {per_cycle} float32 FLOP per cycle ({arch})"}
+    return None
+
+
+def pretrain_step_flops(model: torch.nn.Module, batch: torch.Tensor) -> int:
+    """The floating-point operations of one pretraining step on ``batch``: the autoencoder's forward
+    pass, the mean-squared error and the backward pass, as PyTorch's ``FlopCounterMode`` counts them —
+    the convolutions and matrix products, 2 per multiply-add; the element-wise work (batch norm, ReLU,
+    Adam's update) is not counted, so GFLOP/s from it are those of the layers that dominate. The
+    gradients it leaves are cleared. :doc:`/book/reproducibility`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.mse_loss(model(batch), batch).backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())

@@ -49,7 +49,28 @@ def environment_info(device: torch.device) -> dict:
         info["gpu"] = torch.cuda.get_device_name(device)
     else:
         info["cpu"] = platform.processor() or platform.machine()
+    info["cpu_info"] = cpu_info()
     return info
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> dict:
+    """What the CPU is, from the kernel's ``/proc/cpuinfo`` (first processor): its name, vendor,
+    family and model numbers (which name the microarchitecture), the clock the kernel reports in
+    MHz and whether it has AVX-512; empty where that file does not exist (not Linux). The
+    reproducibility page works the float32 peak out of it (:func:`decs.device.fp32_peak`)."""
+    try:
+        text = open(path, encoding="utf-8").read().split("\n\n")[0]
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    number = {"family": "cpu family", "model": "model"}
+    out = {"name": fields.get("model name"), "vendor": fields.get("vendor_id"),
+           **{k: int(fields[v]) for k, v in number.items() if fields.get(v, "").isdigit()},
+           "avx512": "avx512f" in fields.get("flags", "").split()}
+    if fields.get("cpu MHz"):
+        out["mhz"] = float(fields["cpu MHz"])
+    return out
 
 
 

@@ -40,6 +40,10 @@ def test_speed_script_writes_its_json(tmp_path, monkeypatch, one_thread):
     assert row["dataset"] == "usps" and row["n"] == 600
     for key in ("pretrain_s_per_epoch", "full_data_eval_s", "cluster_s_per_iteration_with_eval"):
         assert row[key] > 0
+    # the operations of a USPS step (batch 256 of 16 × 16), and the rate they make
+    assert 10 < row["pretrain_gflop_per_step"] < 12
+    assert row["pretrain_gflops"] == pytest.approx(row["pretrain_gflop_per_step"] / row["pretrain_s_per_step"], rel=0.02)
+    assert "vendor" in report["environment"]["cpu_info"] or not Path("/proc/cpuinfo").exists()
 
 
 @pytest.mark.skipif(not data.is_available("usps"), reason="USPS files not found under DECS_DATA (see data/README.md)")
