@@ -38,7 +38,8 @@ def hardware(environment: dict) -> str:
 
 def load_benchmarks(root: Path | str = RESULTS / "benchmarks") -> list[dict]:
     """One row per dataset and precision of every ``benchmarks/speed.py --out`` file under
-    ``root``: the file, its hardware and commit, the precision timed, and the measured seconds."""
+    ``root``: the file, its hardware and commit, torch's version and threads, the CPU where the record
+    names it (``cpu_info``, else empty), the precision timed, and the measured seconds."""
     ensure_fetched(Path(root).parent)
     rows = []
     for path in sorted(Path(root).glob("*.json")):
@@ -48,6 +49,8 @@ def load_benchmarks(root: Path | str = RESULTS / "benchmarks") -> list[dict]:
         where = env.get("gpu") or f"{hardware(env)}, {env.get('torch_threads')} threads"
         for res in rec.get("results", []):
             rows.append({"file": path.name, "hardware": where, "commit": (env.get("commit") or "")[:8],
+                         "torch": env.get("torch"), "threads": env.get("torch_threads"),
+                         "cpu_info": env.get("cpu_info", {}),
                          "precision": "fp32", **res})  # files from before --precisions timed fp32
     return rows
 
