@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .config import Config
-from .files import checkpoint_key, load_checkpoint, save_checkpoint
+from .files import checkpoint_key, count_processes, load_checkpoint, save_checkpoint
 from .metrics import evaluate
 from .passes import batches, embed_all
 from .stability import determinacy, sample_stability, soft_assign
@@ -85,7 +85,6 @@ class Trace:
         return out
 
 
-
 @torch.no_grad()
 def reseed_empty(z: torch.Tensor, centroids: nn.Parameter, labels: np.ndarray,
                   opt: torch.optim.Optimizer) -> list[int]:
@@ -108,7 +107,6 @@ def reseed_empty(z: torch.Tensor, centroids: nn.Parameter, labels: np.ndarray,
                 opt.state[centroids][moment][j] = 0
         moved.append(int(j))
     return moved
-
 
 
 class LoopState:
@@ -137,7 +135,9 @@ class LoopState:
                       "stages": {"indices": torch.from_numpy(np.sort(np.random.default_rng(0).choice(
                           n, min(n, stage_samples), replace=False))), "iterations": [], "z": [], "centroids": []}}
         self.key = checkpoint_key(**key) if key is not None else None  # later settings at their defaults drop out
-        self._resume()
+        resumed = self._resume()
+        self.state["processes"] = count_processes(self.state if resumed else None,
+                                                  self.state["iteration"] < cfg.maxiter)
         self.order = self.state["order"].to(x.device)
         self.target = None if self.state["target"] is None else self.state["target"].to(x.device)  # DEC's P
         self.loss_sum = torch.tensor(self.state["loss_sum"], device=x.device)
@@ -153,16 +153,17 @@ class LoopState:
                         disable=not progress or not distributed.is_main())
 
     # ---------------------------------------------------------------------- resume and save
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
         saved = load_checkpoint(self.checkpoint, self.key, "holds a clustering run")
         if saved is None:
-            return
+            return False
         self.encoder.load_state_dict(saved["encoder"])
         with torch.no_grad():
             self.centroids.copy_(saved["centroids"])
         self.opt.load_state_dict(saved["optimizer"])
         self.generator.set_state(saved["generator"])
         self.state = saved["state"]
+        return True
 
     def save(self) -> None:
         """Write the checkpoint: weights, optimiser, generator and this state."""

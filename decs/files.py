@@ -107,6 +107,14 @@ def read_checkpoint(path: Path | str | None) -> dict | None:
     return state
 
 
+def count_processes(saved: dict | None, trains_here: bool) -> int:
+    """How many processes a resumable stage has taken, this one included: those its checkpoint
+    ``saved`` counted (one, for a checkpoint written before the count existed), plus this process
+    when it trains (a finished stage read back adds none). The ranks of a multi-process run count
+    once. Records keep it under ``wall_time_s.processes`` (:doc:`/book/reproducibility`)."""
+    return (0 if saved is None else saved.get("processes", 1)) + int(trains_here)
+
+
 def load_checkpoint(path: Path | str | None, key, what: str) -> dict | None:
     """The checkpoint at ``path`` (None when there is none), after checking that it was written
     with the same settings (``key``); refuses one of other settings, saying what to do. ``what``

@@ -19,7 +19,7 @@ from torch import nn
 from . import distributed
 from .config import Config, get_config
 from .device import get_device, make_generator
-from .files import CheckpointError, checkpoint_key
+from .files import CheckpointError, checkpoint_key, read_checkpoint
 from .metrics import confusion, evaluate
 from .models import ConvAutoencoder, make_autoencoder
 from .passes import embed, embed_all, recalibrate_batchnorm
@@ -47,8 +47,6 @@ PRETRAIN_FIELDS = ("subset", "pretrain_epochs", "batch_size", "lr", "augment", "
 
 # Pretraining lengths kept as snapshots of a longer pretraining (the cpu profile's 200 among them).
 PRETRAIN_SNAPSHOTS = (50, 100, 200, 300)
-
-
 
 
 def pretrain_key(cfg: Config, seed: int, n: int, shape, network: str = "conv") -> dict:
@@ -102,6 +100,7 @@ class Fitted:
     pretrain_seconds: float
     kmeans_labels: np.ndarray
     kmeans_seconds: float
+    pretrain_processes: int = 1  # how many processes the pretraining took (0: given, not trained)
 
 
 def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "decs", seed: int = 0,
@@ -123,6 +122,8 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     # Several processes: each pretrains the same network (same seed, same data; rank 0 alone
     # writes the checkpoint), and rank 0's copy is handed to all, so they start exactly equal.
     model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network, start)
+    saved = read_checkpoint(ckdir / "pretrain.pt") if ckdir is not None and start is None else None
+    pre_processes = saved.get("processes", 1) if saved else int(start is None)
     distributed.broadcast_module(model)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
@@ -132,7 +133,7 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
                   on_eval=on_eval, key=clustering_key(cfg, method, seed, n_clusters, network), stages=stages)
-    return Fitted(model, res, pretrained, losses, t_pre, km_labels, t_km)
+    return Fitted(model, res, pretrained, losses, t_pre, km_labels, t_km, pre_processes)
 
 
 def kmeans_start(encoder: nn.Module, x: torch.Tensor, n_clusters: int, cfg: Config, seed: int
@@ -209,8 +210,10 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
         "config": cfg.to_dict(),
         "wall_time_s": {"pretrain": round(fitted.pretrain_seconds, 1), "kmeans": round(fitted.kmeans_seconds, 1),
                         "cluster": round(res.seconds, 1), "this_call": round(time.perf_counter() - t_start, 1),
-                        "note": "pretrain and cluster are summed over interrupted and resumed sessions; "
-                                "a pretraining reused from a checkpoint reports its original time"},
+                        "processes": {"pretrain": fitted.pretrain_processes, "cluster": res.processes},
+                        "note": "pretrain and cluster are summed over interrupted and resumed sessions, and "
+                                "processes says how many each took (a run resumed twice took 3); a pretraining "
+                                "reused from a checkpoint reports its original time and count"},
         "environment": environment,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

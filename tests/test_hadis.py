@@ -251,6 +251,7 @@ def test_interrupted_run_resumes_to_identical_result(blobs, tmp_path):
         fit_hadis(x, 3, cfg, seed=1, y=y, checkpoint=tmp_path / "b.pt", progress=False, on_epoch=stop)
     resumed = fit_hadis(x, 3, cfg, seed=1, y=y, checkpoint=tmp_path / "b.pt", progress=False)
     assert full.history == resumed.history
+    assert (full.processes, resumed.processes) == (1, 2)   # the record's wall_time_s.processes
     assert np.array_equal(full.labels, resumed.labels)
     for (name, a), b in zip(full.net.state_dict().items(), resumed.net.state_dict().values()):
         assert torch.equal(a, b), name

@@ -90,6 +90,11 @@ def test_interrupted_run_resumes_to_identical_result(blobs, tiny_cfg, tmp_path, 
     assert full.record["final"] == resumed.record["final"]
     assert full.record["history"] == resumed.record["history"]
     assert torch.equal(full.centroids, resumed.centroids)
+    # how many processes each part took: the clustering was resumed once, the pretraining was not
+    assert full.record["wall_time_s"]["processes"] == {"pretrain": 1, "cluster": 1}
+    assert resumed.record["wall_time_s"]["processes"] == {"pretrain": 1, "cluster": 2}
+    again = run(x, y, cfg, method=method, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path / "b")
+    assert again.record["wall_time_s"]["processes"] == {"pretrain": 1, "cluster": 2}   # read back: no new one
 
 
 def test_interrupted_pretraining_resumes_identically(blobs, tiny_cfg, tmp_path):
@@ -114,6 +119,7 @@ def test_interrupted_pretraining_resumes_identically(blobs, tiny_cfg, tmp_path):
     losses_resumed, _ = pretrain(m3, x, cfg, make_generator(torch.device("cpu"), 0),
                                  checkpoint=tmp_path / "p.pt", progress=False, key=key)
     assert losses_resumed == losses_full
+    assert torch.load(tmp_path / "p.pt", weights_only=False)["processes"] == 2   # interrupted once
     for k, v in m1.state_dict().items():
         assert torch.equal(v, m3.state_dict()[k]), k
     with pytest.raises(ValueError, match="other settings"):
