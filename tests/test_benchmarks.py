@@ -290,8 +290,9 @@ def test_the_cpu_study_queue_names_only_valid_runs():
 
 
 def test_the_cpu_queue_lists_two_lanes_and_skips_the_authors_lane_without_their_code(tmp_path):
-    """benchmarks/cpu_queue.sh with DRY_RUN=1: lane B's runs are `python -m decs` commands of known
-    datasets and profiles; lane A (the authors' draws) runs only when AUTHORS_CODE and TF_PYTHON are set."""
+    """benchmarks/cpu_queue.sh with DRY_RUN=1: the runs are `python -m decs` commands of known datasets and
+    profiles — the protocol rows, each dataset and seed once — and the authors' draws are repeated only
+    when AUTHORS_CODE and TF_PYTHON are set and only where their record is missing."""
     import shlex
     import subprocess
 
@@ -301,16 +302,17 @@ def test_the_cpu_queue_lists_two_lanes_and_skips_the_authors_lane_without_their_
                               capture_output=True, text=True, check=True).stdout.splitlines()
 
     without = listed()
-    assert any("lane A skipped" in line for line in without)
+    assert any("the authors' draws skipped" in line for line in without)
     ours = [shlex.split(line) for line in without if line.startswith("python -m decs")]
-    assert len(ours) >= 8 and all(data.canonical_name(w[w.index("--dataset") + 1]) for w in ours)
-    assert ["--profile", "paper", "--seed", "0", "--method", "hadis"] == ours[-3][6:12]
-    theirs = [line for line in listed(AUTHORS_CODE="x", TF_PYTHON="y") if "authors_tf.py" in line]
-    draws = [line for line in theirs if "--dataset usps" in line]
-    assert len(draws) >= 5 and all("--seed" in line and "e200-i3000-seed" in line for line in draws)
-    assert [line for line in theirs if line not in draws] == [  # then their MNIST-test runs
-        f"python benchmarks/authors_tf.py --dataset mnist-test  ... --out results/authors-tf/mnist-test/{run}.json"
-        for run in ("e200-i3000", "e500-i20000")]
+    assert all(data.canonical_name(w[w.index("--dataset") + 1]) for w in ours)
+    rows = [(w[w.index("--dataset") + 1], w[w.index("--seeds") + 1]) for w in ours if w[3] == "reproduce"]
+    assert sorted(rows) == [("fashion-mnist", "0"), ("mnist", "0"), ("mnist-test", "1"), ("mnist-test", "2")]
+    assert all(w[w.index("--profile") + 1] == "paper" for w in ours)
+    assert any(w[3] == "train" and "hadis" in w for w in ours)
+    theirs = [line for line in listed(AUTHORS_CODE="x", TF_PYTHON="y") if "authors_tf.py" in line or "done: " in line]
+    for seed in (1, 2, 3, 4):   # each draw: a command, or done where its record is committed
+        assert sum(f"e200-i3000-seed{seed}.json" in line for line in theirs) == 1, seed
+    assert not any("mnist-test" in line for line in theirs)   # their MNIST-test protocol: not on two cores
     swaps = [line for line in listed(THEIR_MNIST_TEST="t.pt") if "--start-from t.pt" in line]
     assert len(swaps) == 3 and all("--dataset mnist-test" in line for line in swaps)
 
