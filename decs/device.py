@@ -46,7 +46,6 @@ def autocast(cfg: Config, device: torch.device):
                           enabled=cfg.precision == "bf16")
 
 
-
 # ------------------------------------------------------------------ how fast it could be
 # Float32 operations one core can finish per clock cycle (a fused multiply-add counts as 2), by
 # (vendor, family, lowest model, highest model): AMD's Zen 2, Zen 3 and Zen 4 cores have two

@@ -73,7 +73,6 @@ def cpu_info(path: str = "/proc/cpuinfo") -> dict:
     return out
 
 
-
 def benchmark_command(script: str, args) -> str:
     """The command line that gives a benchmark's record again, from its parsed arguments: each
     option that was set as ``--name value`` (a list's values separated by spaces), ``--out`` left

@@ -231,7 +231,6 @@ def summary_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-
 # ------------------------------------------------------------------------------ findings
 def findings(records: list[dict] | None = None) -> str:
     """What the committed protocol records show, one Markdown bullet per (dataset, profile) that
@@ -314,7 +313,8 @@ def keep_rates(records: list[dict], authors: list[dict], dataset: str = "usps", 
     epochs, 3,000 iterations). Ours: the DECS records of ``profile`` with its settings unchanged, one per
     seed. Theirs: the end-to-end runs of their ``run_exp.py`` with as many epochs and iterations, one per
     seed of their ``set_seed()`` (a repeat of a seed is the same draw, counted once). Each row: the seeds,
-    the seeds whose draw kept them (``kept_seeds``), :func:`keep_rate` and Fisher's exact test of the two
+    the seeds whose draw kept them (``kept_seeds``), each seed's final ACC (``final_acc``; a draw can keep
+    every cluster and still split a digit), :func:`keep_rate` and Fisher's exact test of the two
     rates (two-sided p). Shown in :doc:`/book/dying_clusters`; :func:`keep_rate_conclusion` words it."""
     from scipy.stats import fisher_exact
 
@@ -334,8 +334,11 @@ def keep_rates(records: list[dict], authors: list[dict], dataset: str = "usps", 
             theirs.setdefault(authors_seed(a), a)
     kept_ours = {r["seed"]: kept_all_clusters(r) for r in ours}
     kept_theirs = {s: kept_all_clusters(theirs[s], class_counts) for s in sorted(theirs)}
+    final_acc = {"ours": {r["seed"]: r["final"]["acc"] for r in ours},
+                 "theirs": {s: theirs[s]["their_final"]["acc"] for s in sorted(theirs)}}
     rows = [{"code": code, "seeds": list(kept), "kept_seeds": [s for s, k in kept.items() if k],
-             **keep_rate(list(kept.values()))} for code, kept in (("ours", kept_ours), ("theirs", kept_theirs))]
+             "final_acc": final_acc[code], **keep_rate(list(kept.values()))}
+            for code, kept in (("ours", kept_ours), ("theirs", kept_theirs))]
     table = [[rows[0]["kept"], rows[0]["draws"] - rows[0]["kept"]], [rows[1]["kept"], rows[1]["draws"] - rows[1]["kept"]]]
     p = fisher_exact(table).pvalue if rows[0]["draws"] and rows[1]["draws"] else float("nan")
     for row in rows:
@@ -359,7 +362,8 @@ def keep_rate_conclusion(rows: list[dict]) -> str:
         return rates + ": the rates differ by more than chance, so a difference between the pretrainings is a cause"
     if min(ours["draws"], theirs["draws"]) >= ENOUGH_DRAWS:
         return (rates + ": the two codes do not differ beyond chance. Which network a pretraining draws "
-                "decides, and the intervals are wide: a difference smaller than they are is not ruled out")
+                f"decides; the intervals are wide: {min(ours['draws'], theirs['draws'])} draws of each code could "
+                "not show a small difference")
     return rates + f": fewer than {ENOUGH_DRAWS} draws of a code cannot tell chance from cause yet"
 
 

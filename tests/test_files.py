@@ -27,7 +27,7 @@ while True:
 """
 
 
-def _records():
+def _records():  # the child's two records (WRITER builds the same)
     return [{"run": name, "history": [{"iteration": i, "loss": i / 7} for i in range(60_000)]} for name in "ab"]
 
 
@@ -42,8 +42,7 @@ def test_a_record_killed_mid_write_is_the_old_file_or_the_new_one(tmp_path, dela
         child.wait(timeout=60)
     finally:
         child.kill()
-    assert json.loads(path.read_text()) in _records()  # parses, and is one of the two: never torn
-    assert path.read_text() in [record_json(r) for r in _records()]
+    assert path.read_text() in [record_json(r) for r in _records()]  # one of the two whole: never torn
 
 
 def test_a_write_that_fails_leaves_the_old_file_and_no_temporary_file(tmp_path):
