@@ -314,7 +314,7 @@ def cmd_evaluate(args, cfg: Config) -> None:
     model, _, _ = pretrained_autoencoder(x.to(device), cfg, args.seed, ck, progress=False)
     saved = read_checkpoint(state_path)
     model.encoder.load_state_dict(saved["encoder"])
-    alpha = cfg.alpha if args.method == "decs" else cfg.dec_alpha
+    alpha = cfg.kernel_alpha(args.method)
     _, labels = predict(model.encoder, saved["centroids"].to(device), x.to(device), alpha, cfg.eval_batch_size)
     print(json.dumps({"dataset": args.dataset, "method": args.method, "iteration": saved["state"]["iteration"],
                       **evaluate(y, labels.cpu().numpy())}))

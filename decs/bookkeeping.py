@@ -126,7 +126,7 @@ class LoopState:
         self.encoder, self.centroids, self.opt, self.generator, self.x = encoder, centroids, opt, generator, x
         self.cfg, self.method, self.y, self.checkpoint, self.stages, self.on_eval = \
             cfg, method, y, checkpoint, stages, on_eval
-        self.alpha = cfg.alpha if method == "decs" else cfg.dec_alpha
+        self.alpha = cfg.kernel_alpha(method)
         n = x.shape[0]
         self.batches = batches(n, cfg.batch_size)
         # What is saved beside weights and optimiser (a checkpoint's "state").

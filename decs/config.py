@@ -101,6 +101,11 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def kernel_alpha(self, method: str) -> float:
+        """The Student-t α of ``method``'s soft assignment q: DECS's ``alpha``, DEC's ``dec_alpha``
+        (:doc:`/book/04_dec_pseudo_targets`)."""
+        return self.alpha if method == "decs" else self.dec_alpha
+
 
 class ConfigError(ValueError):
     """A setting that cannot work: of the wrong type, out of its range, not one of its choices, or

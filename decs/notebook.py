@@ -372,7 +372,7 @@ def load_or_train(dataset: str, S: Setup, method: str = "decs", seed: int = 0,
     pretrained.load_state_dict(result.pretrained)
     pretrained.eval()
     result.model.eval()
-    alpha = cfg.alpha if method == "decs" else cfg.dec_alpha
+    alpha = cfg.kernel_alpha(method)
     return Run(result.record, pretrained, result.model.encoder, result.centroids, alpha, result.stages, x, y,
                "trained here")
 

@@ -159,7 +159,7 @@ def batch_loss(encoder: nn.Module, xb: torch.Tensor, centroids: torch.Tensor, cf
                 p: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | float | None, torch.Tensor]:
     """One clustering step's (q, t, loss) on the batch xb (DEC: with its targets p). With several
     processes xb is this process's shard and the loss is the whole batch's (``decs.distributed``)."""
-    alpha = cfg.alpha if method == "decs" else cfg.dec_alpha
+    alpha = cfg.kernel_alpha(method)
     with autocast(cfg, xb.device):
         z = encoder(xb)
     q = soft_assign(z.float(), centroids, alpha)
