@@ -29,8 +29,6 @@ import hashlib
 import http.client
 import math
 import os
-import shutil
-import tempfile
 import urllib.request
 import warnings
 from collections.abc import Sequence
@@ -379,41 +377,34 @@ def _corrupt_message(info: DatasetInfo, root: Path, why_root: str,
 
 
 def fetch_file(url: str, target: Path, expected: str, size: int | None = None) -> None:
-    """Download ``url`` to ``target`` through a temporary file beside it, which becomes
-    ``target`` only when complete (``size`` bytes, when given) and of sha256 ``expected``.
+    """Download ``url`` to ``target`` with :func:`decs.files.atomic_write`: the file appears under
+    ``target``'s name only when complete (``size`` bytes, when given) and of sha256 ``expected``.
 
-    An interrupted or wrong download never leaves a file under ``target``'s name: the temporary
-    file is removed on any error (``ValueError`` for a short or wrong file, ``OSError`` or
-    ``http.client.HTTPException`` for the network), and so are the folders this call created.
+    An interrupted or wrong download never leaves a file under ``target``'s name, nor a temporary
+    file or a folder this call created (``ValueError`` for a short or wrong file, ``OSError`` or
+    ``http.client.HTTPException`` for the network).
     """
     from . import __version__
+    from .files import atomic_write  # decs.files imports this module
     from .release import REPOSITORY
 
-    created = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     # Some servers refuse Python's default User-Agent (torchvision sends its own, too).
     request = urllib.request.Request(url, headers={"User-Agent": f"decs/{__version__} (+{REPOSITORY})"})
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(request, timeout=30) as response:
-            shutil.copyfileobj(response, out)
-            received = out.tell()
+
+    def download(out: IO[bytes]) -> None:
+        digest, received = hashlib.sha256(), 0
+        with urllib.request.urlopen(request, timeout=30) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
         # http.client ends a body cut short by the server without an error: count the bytes.
         if size is not None and received < size:
             raise ValueError(f"interrupted: received {received:,} of {size:,} bytes")
-        found = sha256(tmp)
-        if found != expected:
-            raise ValueError(f"wrong sha256 {found} (expected {expected}): not the published file")
-        os.replace(tmp, target)
-        created = []
-    finally:
-        tmp.unlink(missing_ok=True)
-        for folder in created:  # deepest first: a failed download leaves no empty folders behind
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        if digest.hexdigest() != expected:
+            raise ValueError(f"wrong sha256 {digest.hexdigest()} (expected {expected}): not the published file")
+
+    atomic_write(target, download)
 
 
 def _download(info: DatasetInfo, root: Path) -> list[str]:

@@ -39,8 +39,10 @@ def atomic_write(path: Path | str, content: bytes | str | Callable[[BinaryIO], N
     """Write ``content`` (bytes, text as UTF-8, or a function that writes to a binary file) to
     ``path`` atomically: into a temporary file beside it, flushed and fsynced, then renamed over
     ``path``. Readers (and a process killed mid-write) see the old file or the new one, never
-    part of one. Creates the folder. Returns ``path``."""
+    part of one. Creates the folder; a write that fails (``content`` raising included) leaves
+    neither its temporary file nor the folders it created. Returns ``path``."""
     path = Path(path)
+    created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -55,6 +57,11 @@ def atomic_write(path: Path | str, content: bytes | str | Callable[[BinaryIO], N
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     return path
 
