@@ -47,10 +47,10 @@ def autocast(cfg: Config, device: torch.device):
 
 
 # ------------------------------------------------------------------ how fast it could be
-# Float32 operations one core can finish per clock cycle (a fused multiply-add counts as 2), by
-# (vendor, family, lowest model, highest model): AMD's Zen 2, Zen 3 and Zen 4 cores have two
-# 256-bit FMA pipes, 2 pipes × 8 lanes × 2 = 32 (Zen 4 runs AVX-512 as two 256-bit halves, so the
-# same). Other CPUs are not listed: their peak is reported as unknown rather than guessed.
+#: Float32 operations one core can finish per clock cycle (a fused multiply-add counts as 2), by
+#: (vendor, family, lowest model, highest model): AMD's Zen 2, Zen 3 and Zen 4 cores have two
+#: 256-bit FMA pipes, 2 pipes × 8 lanes × 2 = 32 (Zen 4 runs AVX-512 as two 256-bit halves, so the
+#: same). Other CPUs are not listed: their peak is reported as unknown rather than guessed.
 FP32_FLOP_PER_CYCLE = {("AuthenticAMD", 23, 0x30, 0xFF): ("Zen 2", 32),
                        ("AuthenticAMD", 25, 0x00, 0xFF): ("Zen 3 / Zen 4", 32)}
 
