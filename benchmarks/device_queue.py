@@ -259,24 +259,30 @@ def _add_file(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
 
 
 def write_tar(dest: Path, files: dict[str, Path], gzip: bool) -> None:
-    """Write ``files`` (name in the archive → path) to ``dest``, replacing it only when done."""
-    partial = dest.with_name(dest.name + ".partial")
-    with tarfile.open(partial, "w:gz" if gzip else "w") as tar:
-        for arcname, path in files.items():
-            _add_file(tar, path, arcname)
-    os.replace(partial, dest)
+    """Write ``files`` (name in the archive → path) to ``dest``, replacing it only when done
+    (:func:`decs.files.atomic_write`)."""
+    from decs.files import atomic_write  # imported late, as every decs import here (check_imports)
+
+    def write(out) -> None:
+        with tarfile.open(fileobj=out, mode="w:gz" if gzip else "w") as tar:
+            for arcname, path in files.items():
+                _add_file(tar, path, arcname)
+
+    atomic_write(dest, write)
 
 
 def write_json(dest: Path, obj) -> None:
-    """Write JSON to ``dest``, replacing it only when done."""
-    partial = dest.with_name(dest.name + ".partial")
-    partial.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(partial, dest)
+    """Write JSON to ``dest``, replacing it only when done (:func:`decs.files.atomic_write`)."""
+    from decs.files import atomic_write
+
+    atomic_write(dest, json.dumps(obj, indent=1) + "\n")
 
 
 def unpack(archive: Path, root: Path, overwrite: bool) -> list[str]:
     """Extract the regular files of ``archive`` under ``root`` (names that would leave it are
     refused); an existing file is kept unless ``overwrite``. Returns the names extracted."""
+    from decs.files import atomic_write
+
     done = []
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
@@ -286,10 +292,7 @@ def unpack(archive: Path, root: Path, overwrite: bool) -> list[str]:
             if dest.exists() and not overwrite:
                 LOG(f"  kept the existing {dest} (not replaced by the one in {archive.name})")
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            partial = dest.with_name(dest.name + ".partial")
-            partial.write_bytes(tar.extractfile(member).read())
-            os.replace(partial, dest)
+            atomic_write(dest, tar.extractfile(member).read())
             done.append(member.name)
     return done
 
