@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -120,6 +121,33 @@ def count_processes(saved: dict | None, trains_here: bool) -> int:
     when it trains (a finished stage read back adds none). The ranks of a multi-process run count
     once. Records keep it under ``wall_time_s.processes`` (:doc:`/book/reproducibility`)."""
     return (0 if saved is None else saved.get("processes", 1)) + int(trains_here)
+
+
+def this_commit() -> str | None:
+    """The commit of the code this process imported (:data:`decs.provenance.CODE_VERSION`), with
+    ``+dirty`` when tracked files differed from it; None outside a git checkout."""
+    from .provenance import CODE_VERSION
+    commit = CODE_VERSION["commit"]
+    return f"{commit}+dirty" if commit and CODE_VERSION["dirty"] else commit
+
+
+def stage_commits(saved: dict | None, trains_here: bool, what: str = "stage") -> list[str | None]:
+    """The commits of the code that trained a resumable stage, oldest first: those its checkpoint
+    ``saved`` lists (``None``, "not recorded", for a checkpoint written before the list existed),
+    then this process's (:func:`this_commit`) when it trains and the last one differs. Resuming
+    with other code warns, naming both: the record keeps the list under
+    ``environment.commits`` (:doc:`/book/reproducibility`), so a stage trained by two versions of
+    the code says so. ``what`` names the stage in the warning, e.g. ``"the pretraining"``."""
+    commits = [] if saved is None else list(saved.get("commits", [None]))
+    here = this_commit()
+    if trains_here and (not commits or commits[-1] != here):
+        if commits:
+            warnings.warn(f"{what} resumes from a checkpoint written by "
+                          f"{commits[-1] or 'code that did not record its commit'} with the code at {here}; "
+                          "the record names both (environment.commits). To keep one version, check out "
+                          f"{commits[-1] or 'the commit that wrote it'} or delete the checkpoint.", stacklevel=2)
+        commits.append(here)
+    return commits
 
 
 def load_checkpoint(path: Path | str | None, key, what: str) -> dict | None:

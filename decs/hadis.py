@@ -56,7 +56,7 @@ from torch import nn
 from .config import ConfigError, check_flag, check_real, check_subset, check_whole
 from .metrics import evaluate
 from .device import get_device, make_generator
-from .files import count_processes, load_checkpoint, save_checkpoint, save_torch
+from .files import count_processes, load_checkpoint, save_checkpoint, save_torch, stage_commits
 from .provenance import environment_info
 
 CHAPTER = "book/hadis"
@@ -484,6 +484,7 @@ class HaDisResult:
     epochs: int = 0
     seconds: float = 0.0
     processes: int = 1  # how many processes the training took (files.count_processes)
+    commits: list = field(default_factory=list)  # the code that trained it (files.stage_commits)
 
 
 def _key(cfg: HaDisConfig, seed: int, n: int, shape, n_clusters: int) -> dict:
@@ -544,12 +545,14 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
         rec, labels_np = evaluate_epoch(0, None, 0)
         history, seconds, start = [rec], 0.0, 0
     processes = count_processes(state, start < cfg.epochs)
+    commits = stage_commits(state, start < cfg.epochs, "the HaDis training")
     t0 = time.perf_counter() - seconds
 
     def save(epoch: int) -> None:
         save_checkpoint(checkpoint, {"net": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                                      "history": history, "labels": labels_np, "epoch": epoch,
-                                     "seconds": time.perf_counter() - t0, "processes": processes, "key": key})
+                                     "seconds": time.perf_counter() - t0, "processes": processes, "commits": commits,
+                                     "key": key})
 
     from tqdm.auto import tqdm
     bar = tqdm(range(start, cfg.epochs), desc="hadis" if cfg.hsd else "propos", disable=not progress,
@@ -592,7 +595,8 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
     km = KMeans(n_clusters=n_clusters, n_init=cfg.final_n_init, random_state=seed)
     final = km.fit_predict(feats.cpu().double().numpy()).astype(np.int64)
     return HaDisResult(net=net, labels=final, centers=km.cluster_centers_.astype(np.float32), features=feats,
-                       history=history, epochs=cfg.epochs, seconds=seconds, processes=processes)
+                       history=history, epochs=cfg.epochs, seconds=seconds, processes=processes,
+                      commits=commits)
 
 
 def checkpoint_path(dataset: str, cfg: HaDisConfig, seed: int) -> Path:
@@ -633,7 +637,7 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: HaDisConfig, seed: int = 0, device:
                         "processes": {"train": res.processes},
                         "note": "train is summed over interrupted and resumed sessions and includes each "
                                 "epoch's k-means; processes says how many it took (a run resumed twice took 3)"},
-        "environment": environment,
+        "environment": {**environment, "commits": {"train": res.commits}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return res, record

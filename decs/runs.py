@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +19,7 @@ from torch import nn
 from . import distributed
 from .config import Config, get_config
 from .device import get_device, make_generator
-from .files import CheckpointError, checkpoint_key, read_checkpoint
+from .files import CheckpointError, checkpoint_key, read_checkpoint, this_commit
 from .metrics import confusion, evaluate
 from .models import ConvAutoencoder, make_autoencoder
 from .passes import embed, embed_all, recalibrate_batchnorm
@@ -101,6 +101,7 @@ class Fitted:
     kmeans_labels: np.ndarray
     kmeans_seconds: float
     pretrain_processes: int = 1  # how many processes the pretraining took (0: given, not trained)
+    pretrain_commits: list = field(default_factory=list)  # the code that pretrained it ([]: given)
 
 
 def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "decs", seed: int = 0,
@@ -124,6 +125,7 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network, start)
     saved = read_checkpoint(ckdir / "pretrain.pt") if ckdir is not None and start is None else None
     pre_processes = saved.get("processes", 1) if saved else int(start is None)
+    pre_commits = list(saved.get("commits", [None])) if saved else [this_commit()] if start is None else []
     distributed.broadcast_module(model)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
@@ -133,7 +135,7 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
                   on_eval=on_eval, key=clustering_key(cfg, method, seed, n_clusters, network), stages=stages)
-    return Fitted(model, res, pretrained, losses, t_pre, km_labels, t_km, pre_processes)
+    return Fitted(model, res, pretrained, losses, t_pre, km_labels, t_km, pre_processes, pre_commits)
 
 
 def kmeans_start(encoder: nn.Module, x: torch.Tensor, n_clusters: int, cfg: Config, seed: int
@@ -214,7 +216,7 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
                         "note": "pretrain and cluster are summed over interrupted and resumed sessions, and "
                                 "processes says how many each took (a run resumed twice took 3); a pretraining "
                                 "reused from a checkpoint reports its original time and count"},
-        "environment": environment,
+        "environment": {**environment, "commits": {"pretrain": fitted.pretrain_commits, "cluster": res.commits}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return RunResult(model=fitted.model, centroids=res.centroids, labels=res.labels, record=record,

@@ -34,7 +34,7 @@ from . import distributed
 from .bookkeeping import LoopState
 from .config import METHODS, Config
 from .device import autocast
-from .files import checkpoint_key, count_processes, load_checkpoint, save_checkpoint
+from .files import checkpoint_key, count_processes, load_checkpoint, save_checkpoint, stage_commits
 from .models import ConvAutoencoder
 from .passes import augment, clustering_batch, epoch_batches
 from .stability import balance_penalty, instability, otsu_threshold, soft_assign
@@ -64,6 +64,7 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
         generator.set_state(state["generator"])
     losses, stream = (state["losses"], state.get("stream")) if state else ([], None)
     processes = count_processes(state, len(losses) < cfg.pretrain_epochs)
+    commits = stage_commits(state, len(losses) < cfg.pretrain_epochs, "the pretraining")
     t0 = time.perf_counter() - (state["seconds"] if state else 0.0)
     model.train()
     bar = tqdm(range(len(losses), cfg.pretrain_epochs), desc="pretrain", disable=not progress,
@@ -88,7 +89,7 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
         if len(losses) == cfg.pretrain_epochs or len(losses) % 10 == 0 or len(losses) in snapshots:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": generator.get_state(),
                      "losses": losses, "key": key, "seconds": time.perf_counter() - t0, "stream": stream,
-                     "processes": processes}
+                     "processes": processes, "commits": commits}
             save_pretraining(checkpoint, state, snapshots)
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
@@ -135,6 +136,7 @@ class ClusterResult:
     stopped_early: bool = False
     seconds: float = 0.0  # time spent clustering, summed over interrupted sessions
     processes: int = 1  # how many processes the clustering took (files.count_processes)
+    commits: list = field(default_factory=list)  # the code that trained it (files.stage_commits)
     stages: dict = field(default_factory=dict)  # sample indices, iterations, embeddings z and centroids
 
 
@@ -235,7 +237,7 @@ def cluster(encoder: nn.Module, centroids: torch.Tensor, x: torch.Tensor, cfg: C
     return ClusterResult(encoder=encoder, centroids=centroids.detach(), labels=loop.state["labels_last"],
                          history=loop.state["history"], iterations=loop.it, stopped_early=loop.stopped_early,
                          seconds=loop.state["seconds"], processes=loop.state["processes"],
-                         stages=loop.state["stages"])
+                         commits=loop.state["commits"], stages=loop.state["stages"])
 
 
 def check_method(method: str) -> None:

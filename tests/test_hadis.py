@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
+import decs.files
 from decs import data, hadis
 from decs.hadis import (augment_digits, dsa_loss, ema_update, fit_hadis, get_hadis_config, hsd_loss, hsd_terms,
                         learning_rate, pcl_loss, prototypes, run_name)
@@ -252,6 +253,7 @@ def test_interrupted_run_resumes_to_identical_result(blobs, tmp_path):
     resumed = fit_hadis(x, 3, cfg, seed=1, y=y, checkpoint=tmp_path / "b.pt", progress=False)
     assert full.history == resumed.history
     assert (full.processes, resumed.processes) == (1, 2)   # the record's wall_time_s.processes
+    assert full.commits == resumed.commits == [decs.files.this_commit()]   # environment.commits
     assert np.array_equal(full.labels, resumed.labels)
     for (name, a), b in zip(full.net.state_dict().items(), resumed.net.state_dict().values()):
         assert torch.equal(a, b), name

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import decs.files
 from decs.device import make_generator
 from decs.files import ADDED_LATER, write_record
 from decs.models import ConvAutoencoder, MLPAutoencoder
@@ -95,6 +96,39 @@ def test_interrupted_run_resumes_to_identical_result(blobs, tiny_cfg, tmp_path, 
     assert resumed.record["wall_time_s"]["processes"] == {"pretrain": 1, "cluster": 2}
     again = run(x, y, cfg, method=method, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path / "b")
     assert again.record["wall_time_s"]["processes"] == {"pretrain": 1, "cluster": 2}   # read back: no new one
+    # and which code trained each part: one commit here, listed once however often it resumed
+    here = decs.files.this_commit()
+    for r in (full, resumed, again):
+        assert r.record["environment"]["commits"] == {"pretrain": [here], "cluster": [here]}
+
+
+def test_a_run_resumed_by_other_code_names_both_commits(blobs, tiny_cfg, tmp_path, monkeypatch):
+    """Issue 27: a record never mixes code versions silently. A clustering interrupted under one
+    commit and resumed under another warns, and its record lists both for that part."""
+    x, y = torch.as_tensor(blobs[0]), blobs[1]
+
+    def stop_at_8(record, z, centroids):
+        if record["iteration"] == 8:
+            raise _Interrupt
+
+    monkeypatch.setattr(decs.files, "this_commit", lambda: "aaa")
+    with pytest.raises(_Interrupt):
+        run(x, y, tiny_cfg, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path, on_eval=stop_at_8)
+    monkeypatch.setattr(decs.files, "this_commit", lambda: "bbb")
+    with pytest.warns(UserWarning, match="the clustering resumes from a checkpoint written by aaa with the code at bbb"):
+        resumed = run(x, y, tiny_cfg, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    assert resumed.record["environment"]["commits"] == {"pretrain": ["aaa"], "cluster": ["aaa", "bbb"]}
+
+
+def test_stage_commits_of_older_checkpoints():
+    """A checkpoint written before commits were kept lists an unknown one (None) first; a finished
+    stage read back adds none; a fresh stage starts its list with this process's commit."""
+    here = decs.files.this_commit()
+    assert decs.files.stage_commits(None, True) == [here]
+    assert decs.files.stage_commits({"commits": [here]}, True) == [here]
+    assert decs.files.stage_commits({"commits": ["x"]}, False) == ["x"]
+    with pytest.warns(UserWarning, match="code that did not record its commit"):
+        assert decs.files.stage_commits({"processes": 1}, True) == [None, here]
 
 
 def test_interrupted_pretraining_resumes_identically(blobs, tiny_cfg, tmp_path):
@@ -119,7 +153,8 @@ def test_interrupted_pretraining_resumes_identically(blobs, tiny_cfg, tmp_path):
     losses_resumed, _ = pretrain(m3, x, cfg, make_generator(torch.device("cpu"), 0),
                                  checkpoint=tmp_path / "p.pt", progress=False, key=key)
     assert losses_resumed == losses_full
-    assert torch.load(tmp_path / "p.pt", weights_only=False)["processes"] == 2   # interrupted once
+    saved = torch.load(tmp_path / "p.pt", weights_only=False)
+    assert (saved["processes"], saved["commits"]) == (2, [decs.files.this_commit()])   # interrupted once
     for k, v in m1.state_dict().items():
         assert torch.equal(v, m3.state_dict()[k]), k
     with pytest.raises(ValueError, match="other settings"):
