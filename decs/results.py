@@ -332,13 +332,12 @@ def keep_rates(records: list[dict], authors: list[dict], dataset: str = "usps", 
         if a.get("dataset") == dataset and a.get("kind") == "end to end" and st.get("pretrain_epochs") == \
                 cfg.pretrain_epochs and st.get("maxiter") == cfg.maxiter:
             theirs.setdefault(authors_seed(a), a)
-    kept_ours = {r["seed"]: kept_all_clusters(r) for r in ours}
-    kept_theirs = {s: kept_all_clusters(theirs[s], class_counts) for s in sorted(theirs)}
-    final_acc = {"ours": {r["seed"]: r["final"]["acc"] for r in ours},
-                 "theirs": {s: theirs[s]["their_final"]["acc"] for s in sorted(theirs)}}
-    rows = [{"code": code, "seeds": list(kept), "kept_seeds": [s for s, k in kept.items() if k],
-             "final_acc": final_acc[code], **keep_rate(list(kept.values()))}
-            for code, kept in (("ours", kept_ours), ("theirs", kept_theirs))]
+    draws = {"ours": {r["seed"]: (kept_all_clusters(r), r["final"]["acc"]) for r in ours},
+             "theirs": {s: (kept_all_clusters(theirs[s], class_counts), theirs[s]["their_final"]["acc"])
+                        for s in sorted(theirs)}}
+    rows = [{"code": code, "seeds": list(d), "kept_seeds": [s for s, (k, _) in d.items() if k],
+             "final_acc": {s: acc for s, (_, acc) in d.items()}, **keep_rate([k for k, _ in d.values()])}
+            for code, d in draws.items()]
     table = [[rows[0]["kept"], rows[0]["draws"] - rows[0]["kept"]], [rows[1]["kept"], rows[1]["draws"] - rows[1]["kept"]]]
     p = fisher_exact(table).pvalue if rows[0]["draws"] and rows[1]["draws"] else float("nan")
     for row in rows:
@@ -379,7 +378,7 @@ def _decs_line(ds: str, decs: list[dict], dec: list[dict]) -> str:
     pub_acc, pub_nmi = PUBLISHED["DECS"][ds]
     acc, nmi = mean_std(r["final"]["acc"] for r in decs), mean_std(r["final"]["nmi"] for r in decs)
     n = acc[2]
-    lost = sum(clusters_used(r) < r["n_clusters"] or bool(nearly_emptied(r)) for r in decs)
+    lost = sum(not kept_all_clusters(r) for r in decs)
     ok = abs(acc[0] - pub_acc) <= REPRODUCES_WITHIN
     word = "reproduces" if ok else ("does not reproduce" if acc[0] < pub_acc else "ends above the published number")
     seeds = f"{n} seed{'s' * (n > 1)}" + (" so far" if n < 3 else "")
@@ -418,7 +417,7 @@ def start_or_loop(records: list[dict], authors: list[dict]) -> str | None:
             their_draws.setdefault((a["dataset"], authors_seed(a)), a)
 
     def kept(runs):
-        return sum(clusters_used(r) == r["n_clusters"] and not nearly_emptied(r) for r in runs)
+        return sum(map(kept_all_clusters, runs))
 
     parts = []
     for ds in sorted({r["dataset"] for r in theirs_in_ours}, key=DATASET_ORDER.index):
