@@ -5,7 +5,8 @@
 For every checkpoint folder ``<dataset>/<profile>-seed<s>[+changes]/`` it prints the pretraining's epochs
 done, its seconds per epoch so far (summed seconds over the epochs done, across every process that
 resumed it) and each clustering checkpoint's iteration; for HaDis (``<dataset>/hadis/<run>.pt``) the
-epochs done. A folder the machine lost (a new machine) simply is not there: the queue then starts those
+epochs done; for each, how many processes trained it and the commits of their code (a record lists them
+under ``environment.commits``). A folder the machine lost (a new machine) simply is not there: the queue then starts those
 runs again from the beginning, and the note of the session says so.
 """
 from __future__ import annotations
@@ -15,6 +16,14 @@ from pathlib import Path
 
 from decs.files import CheckpointError, read_checkpoint
 from decs.paths import checkpoints_root
+
+
+def trained_by(saved: dict) -> str:
+    """How many processes trained a stage so far, and the code they ran (decs.files.count_processes,
+    decs.files.stage_commits; one process and "not recorded" for a checkpoint older than either)."""
+    commits = ", ".join(c[:8] if c else "not recorded" for c in saved.get("commits", [None]))
+    n = saved.get("processes", 1)
+    return f"; {n} process{'es' * (n != 1)}, code {commits}"
 
 
 def describe(path: Path) -> str:
@@ -29,14 +38,14 @@ def describe(path: Path) -> str:
         done, secs = len(state["losses"]), state.get("seconds", 0.0)
         total = (state.get("key") or {}).get("pretrain_epochs")
         rate = f", {secs / done:.1f} s/epoch" if done else ""
-        return f"{path}: pretraining {done}/{total if total is not None else '?'} epochs{rate}"
+        return f"{path}: pretraining {done}/{total if total is not None else '?'} epochs{rate}{trained_by(state)}"
     if "state" in state and "iteration" in state["state"]:  # a DECS or DEC clustering run
         st = state["state"]
         it, secs = st["iteration"], st.get("seconds", 0.0)
         rate = f", {secs / it:.3f} s/iteration" if it else ""
-        return f"{path}: clustering at iteration {it:,}{rate}"
+        return f"{path}: clustering at iteration {it:,}{rate}{trained_by(st)}"
     if "epoch" in state:  # HaDis
-        return f"{path}: HaDis at epoch {state['epoch']}"
+        return f"{path}: HaDis at epoch {state['epoch']}{trained_by(state)}"
     return f"{path}: a checkpoint of unknown kind"
 
 

@@ -324,10 +324,13 @@ def test_queue_status_says_how_far_each_checkpoint_is(tmp_path, capsys):
     run = tmp_path / "usps" / "paper-seed0"
     run.mkdir(parents=True)
     torch.save({"losses": [0.1] * 40, "seconds": 100.0, "key": {"pretrain_epochs": 500}}, run / "pretrain.pt")
-    torch.save({"state": {"iteration": 3000, "seconds": 600.0}}, run / "decs.pt")
+    torch.save({"state": {"iteration": 3000, "seconds": 600.0, "processes": 2,
+                          "commits": ["a" * 40, "b" * 40]}}, run / "decs.pt")
     (run / "dec.pt").write_bytes(b"torn")
     lines = status["main"](["--checkpoints", str(tmp_path)])
-    assert any("pretraining 40/500 epochs, 2.5 s/epoch" in line for line in lines)
-    assert any("clustering at iteration 3,000, 0.200 s/iteration" in line for line in lines)
+    # a checkpoint older than the process count and the commits: one process, code not recorded
+    assert any("pretraining 40/500 epochs, 2.5 s/epoch; 1 process, code not recorded" in line for line in lines)
+    assert any("clustering at iteration 3,000, 0.200 s/iteration; 2 processes, code aaaaaaaa, bbbbbbbb" in line
+               for line in lines)
     assert any("dec.pt: unreadable" in line for line in lines)
     assert "no checkpoints" in status["main"](["--checkpoints", str(tmp_path / "none")])[0]
