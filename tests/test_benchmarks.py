@@ -334,3 +334,18 @@ def test_queue_status_says_how_far_each_checkpoint_is(tmp_path, capsys):
                for line in lines)
     assert any("dec.pt: unreadable" in line for line in lines)
     assert "no checkpoints" in status["main"](["--checkpoints", str(tmp_path / "none")])[0]
+
+
+def test_estimator_length_fits_as_a_user_would(tmp_path, one_thread):
+    """benchmarks/estimator_length.py at a few steps: the steps become whole epochs of the 1,797
+    digits (8 batches of 256 each), every fit is kept with its clusters, and the record names its command."""
+    length = runpy.run_path(str(SCRIPT.parent / "estimator_length.py"))
+    out = tmp_path / "length.json"
+    report = length["main"](["--steps", "8", "12", "--seeds", "0", "--maxiter", "10", "--out", str(out)])
+    assert json.loads(out.read_text()) == report
+    assert report["steps_per_epoch"] == 8 and report["n"] == 1797
+    assert [(r["pretrain_epochs"], r["pretrain_steps"]) for r in report["runs"]] == [(1, 8), (2, 16)]
+    for r in report["runs"]:
+        assert 1 <= r["clusters_used"] <= 10 and 0 <= r["acc"] <= 1
+    assert 0.5 < report["kmeans_on_pixels"][0]["acc"] <= 1   # k-means on these pixels is far above chance
+    assert report["command"].startswith("python benchmarks/estimator_length.py --steps 8 12")
