@@ -11,7 +11,7 @@ On 1,797 images an epoch is 8 steps of 256, so the profile's 200 epochs are 1,60
 200 epochs are 7,400 (37 per epoch), the length at which the book's USPS runs keep their clusters as
 often as the authors' code does (:doc:`/book/dying_clusters`). Each fit's final ACC, NMI, clusters
 in use, smallest cluster (and at iteration 0, the k-means start) and its seconds are kept, beside k-means on the
-pixels. Read in :doc:`/book/estimator`.
+pixels. Read in :doc:`/book/dying_clusters` ("How long the estimator pretrains").
 """
 from __future__ import annotations
 
