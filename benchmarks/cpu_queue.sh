@@ -5,7 +5,10 @@
 # (benchmarks/queue_status.py: epochs and iterations done, seconds per epoch so far).
 #   nohup bash benchmarks/cpu_queue.sh > logs/cpu_queue.log 2>&1 &
 # Run it from a checkout nobody edits while it runs (a run imports parts of the package late), and
-# keep that checkout between sessions: its checkpoints/ folder is what a run resumes from.
+# keep that checkout between sessions: its checkpoints/ folder is what a run resumes from. Each
+# checkpoint keeps the commits of the code that trained it, and a record lists them per part
+# (environment.commits): a part resumed under a newer commit warns and names both, so move the
+# checkout to a newer commit between parts (after a pretraining, before its clustering) where you can.
 # Issue 26 (chance or cause) is settled by the draws already committed: the authors' code at USPS
 # 200 epochs / 3,000 iterations, set_seed(1..4) beside their own 2333 (lane A repeats them only
 # where a record is missing; AUTHORS_CODE=<their DECS/ folder> and TF_PYTHON=<a TensorFlow
