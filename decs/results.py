@@ -428,7 +428,7 @@ def start_or_loop(records: list[dict], authors: list[dict]) -> str | None:
         other = [x["their_final"]["acc"] for x in ours_in_theirs if x.get("dataset") == ds]
         if other:
             b = mean_std(other)
-            part += f", our networks in their loop at {fmt(*b)}"
+            part += f", our network{'s' * (b[2] > 1)} in their loop at {fmt(*b)}" + (" (1)" if b[2] == 1 else "")
             if a[0] - b[0] > SWAP_DECIDES:
                 part += ": each network ends alike in both loops, so the network decides, not the loop"
         own = [r for r in decs_cpu if r["dataset"] == ds and is_protocol_run(r)]

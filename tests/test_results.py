@@ -592,7 +592,7 @@ def test_the_start_or_loop_line_weighs_the_swaps_against_the_keep_rates():
     authors += [theirs("usps", None, 0.66, weights={"ours": {"seed": 0}}), theirs("mnist-test", 2333, 0.66)]
     line = next(x for x in results.verdict(recs, authors, sweep=None).splitlines() if "Start or loop" in x)
     usps = line.split("on USPS")[1]
-    assert "our networks in their loop at 0.660" in usps and "the network decides, not the loop" in usps
+    assert "our network in their loop at 0.660 (1)" in usps and "the network decides, not the loop" in usps
     assert "ours keep every cluster in 1 of 5 draws" in usps and "theirs in 1 of 5 draws" in usps
     assert "do not differ beyond chance" in usps and "set_seed(2333), the seed their code runs with" in usps
     mt = line.split("on MNIST-test")[1].split("on USPS")[0]
