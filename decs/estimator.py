@@ -20,6 +20,9 @@ least 8×8 pixels with values in [0, 1]), "mlp" (DEC's fully-connected d–500�
 feature vectors N×D of any finite values, trained without augmentation) or "auto" (conv for such
 images, the MLP for everything else). A fit that empties clusters says so with a
 :class:`UserWarning`; why DECS empties clusters is shown in :doc:`/book/dying_clusters`.
+The pretraining is counted in epochs, as the profiles count it; on a few thousand small images
+that is few optimiser steps, and the same chapter ("How long the estimator pretrains") measures
+what a pretraining as many steps long as USPS's changes, on images that are neither USPS nor MNIST.
 """
 from __future__ import annotations
 
