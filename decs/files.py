@@ -124,7 +124,7 @@ def count_processes(saved: dict | None, trains_here: bool) -> int:
 
 
 def this_commit() -> str | None:
-    """The commit of the code this process imported (:data:`decs.provenance.CODE_VERSION`), with
+    """The commit of the code this process imported (``decs.provenance.CODE_VERSION``), with
     ``+dirty`` when tracked files differed from it; None outside a git checkout."""
     from .provenance import CODE_VERSION
     commit = CODE_VERSION["commit"]
