@@ -19,7 +19,7 @@ from torch import nn
 from . import distributed
 from .config import Config, get_config
 from .device import get_device, make_generator
-from .files import CheckpointError, checkpoint_key, read_checkpoint, this_commit
+from .files import CheckpointError, checkpoint_key, count_processes, read_checkpoint, stage_commits
 from .metrics import confusion, evaluate
 from .models import ConvAutoencoder, make_autoencoder
 from .passes import embed, embed_all, recalibrate_batchnorm
@@ -124,8 +124,9 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     # writes the checkpoint), and rank 0's copy is handed to all, so they start exactly equal.
     model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network, start)
     saved = read_checkpoint(ckdir / "pretrain.pt") if ckdir is not None and start is None else None
-    pre_processes = saved.get("processes", 1) if saved else int(start is None)
-    pre_commits = list(saved.get("commits", [None])) if saved else [this_commit()] if start is None else []
+    pretrained_here = saved is None and start is None  # no checkpoint: this process pretrained it
+    pre_processes = count_processes(saved, pretrained_here)
+    pre_commits = stage_commits(saved, pretrained_here)
     distributed.broadcast_module(model)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
