@@ -13,12 +13,18 @@
 # 200 epochs / 3,000 iterations, set_seed(1..4) beside their own 2333 (lane A repeats them only
 # where a record is missing; AUTHORS_CODE=<their DECS/ folder> and TF_PYTHON=<a TensorFlow
 # environment's python>, benchmarks/authors_tf.py's docstring says how), and the MNIST-test swaps
-# (lane B, when $THEIR_MNIST_TEST names their network in our format). Their code at MNIST-test's
-# protocol (500 / 20,000) is not queued: it cannot checkpoint, and its pretraining alone (~3 h on
-# one thread here) or its clustering (~7 h) is longer than a session.
+# (lane B, when $THEIR_MNIST_TEST names their network in our format).
+# Their code at MNIST-test's protocol (500 / 20,000) goes first, before both lanes, on both cores:
+# it cannot checkpoint, so each of its two processes must run whole within a session, and on two
+# threads each fits (the 500-epoch pretraining took 8.3 s/epoch, about 70 min; the clustering is
+# estimated at 0.3 s/iteration, about 100 min). The pretraining keeps its network
+# ($KEEP_WEIGHTS/mnist-test/e500-i1-ae_weights.h5, one clustering step so that the record holds the
+# k-means start); their main.py then clusters 20,000 iterations from it, and our loop clusters from
+# the same network (lane A, converted by benchmarks/authors_tf_weights.py --to-ours).
 # Then the protocol rows, `paper` profile unchanged (issues 26 and 27), each k-means on pixels, DECS
-# and DEC from one pretraining: lane A MNIST-test seed 2, Fashion-MNIST seed 0, then HaDis at its
-# paper length on USPS; lane B MNIST-test seed 1, then MNIST seed 0.
+# and DEC from one pretraining: lane A MNIST-test seed 2, their 500-epoch network in our loop,
+# Fashion-MNIST seed 0, then HaDis at its paper length on USPS; lane B MNIST-test seed 1, then
+# MNIST seed 0.
 # DRY_RUN=1 prints the commands instead of running them. Commit records as they appear (then
 # python tools/sync_results_manifest.py).
 set -uo pipefail
@@ -26,20 +32,42 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 if [ -z "${DECS_DATA:-}" ] && [ -d ../shared/data ]; then export DECS_DATA="$(cd ../shared/data && pwd)"; fi
 export OMP_NUM_THREADS=1
+AUTHORS_COMMIT=${AUTHORS_COMMIT:-85f2586deb5a376383a915a772f4fa927e56d0c4}
+KEEP=${KEEP_WEIGHTS:-../authors-weights}              # their kept networks, outside the repository
+THEIRS_E500="$KEEP/mnist-test/theirs-e500.pt"           # ... and the 500-epoch one in our format
 say() { echo "[cpu_queue] $(date -u +%FT%TZ) $*"; }
 run() {  # python -m decs ... (skips a run whose record exists, resumes one with checkpoints)
     if [ -n "${DRY_RUN:-}" ]; then echo "python -m decs $*"; return; fi
     say "$*"; "$PY" -m decs "$@" --skip-done --resume --quiet || say "failed ($?): $*"
 }
-theirs() {  # one run of the authors' code: dataset, epochs, iterations, the record to write, then
-            # the seed of their set_seed() (none: their own 2333)
-    local ds=$1 epochs=$2 iters=$3 out=$4 seed=${5:-}
+theirs() {  # one run of the authors' code: dataset, epochs, iterations, the record to write, the
+            # seed of their set_seed() ("" for their own 2333), threads (1 unless given)
+    local ds=$1 epochs=$2 iters=$3 out=$4 seed=${5:-} threads=${6:-1}
     if [ -e "$out" ]; then say "done: $out"; return; fi
-    if [ -n "${DRY_RUN:-}" ]; then echo "python benchmarks/authors_tf.py --dataset $ds ${seed:+--seed $seed} ... --out $out"; return; fi
+    if [ -n "${DRY_RUN:-}" ]; then echo "python benchmarks/authors_tf.py --dataset $ds ${seed:+--seed $seed} --threads $threads ... --out $out"; return; fi
     say "authors' code, $ds ${seed:+seed $seed} -> $out"
-    "$PY" benchmarks/authors_tf.py --code "$AUTHORS_CODE" --commit "${AUTHORS_COMMIT:-85f2586deb5a376383a915a772f4fa927e56d0c4}" --python "$TF_PYTHON" --dataset "$ds" ${seed:+--seed "$seed"} \
-        --pretrain-epochs "$epochs" --maxiter "$iters" --threads 1 --out "$out" \
-        --keep-weights "${KEEP_WEIGHTS:-../authors-weights}/$ds" || say "failed ($?): $out"
+    "$PY" benchmarks/authors_tf.py --code "$AUTHORS_CODE" --commit "$AUTHORS_COMMIT" --python "$TF_PYTHON" --dataset "$ds" ${seed:+--seed "$seed"} \
+        --pretrain-epochs "$epochs" --maxiter "$iters" --threads "$threads" --out "$out" \
+        --keep-weights "$KEEP/$ds" || say "failed ($?): $out"
+}
+theirs_protocol() {  # their MNIST-test at 500 / 20,000: pretraining, then clustering from its network
+    local pre=results/authors-tf/mnist-test/e500-i1.json out=results/authors-tf/mnist-test/e500-i20000.json
+    local weights="$KEEP/mnist-test/e500-i1-ae_weights.h5"
+    theirs mnist-test 500 1 "$pre" "" 2
+    if [ -e "$out" ]; then say "done: $out"
+    elif [ -n "${DRY_RUN:-}" ]; then echo "python benchmarks/authors_tf.py --dataset mnist-test --pretrained-weights $weights --threads 2 ... --out $out"
+    elif [ ! -e "$weights" ]; then say "no $weights: their MNIST-test clustering skipped"
+    else
+        say "authors' code, mnist-test clustering from $weights -> $out"
+        "$PY" benchmarks/authors_tf.py --code "$AUTHORS_CODE" --commit "$AUTHORS_COMMIT" --python "$TF_PYTHON" \
+            --dataset mnist-test --pretrained-weights "$weights" --maxiter 20000 --threads 2 --out "$out" \
+            --weights-from "their run_exp.py, 500 epochs, set_seed(2333) ($pre)" || say "failed ($?): $out"
+    fi
+    if [ -z "${DRY_RUN:-}" ] && [ -e "$weights" ] && [ ! -e "$THEIRS_E500" ]; then
+        "$TF_PYTHON" benchmarks/authors_tf_weights.py --code "$AUTHORS_CODE" --to-ours --dataset mnist-test \
+            --keras-weights "$weights" --from "their run_exp.py, 500 epochs, set_seed(2333) ($pre)" \
+            --out "$THEIRS_E500" || say "failed ($?): converting $weights"
+    fi
 }
 lane_a() {
     if [ -z "${AUTHORS_CODE:-}" ] || [ -z "${TF_PYTHON:-}" ]; then
@@ -48,6 +76,9 @@ lane_a() {
         for seed in 1 2 3 4; do theirs usps 200 3000 "results/authors-tf/usps/e200-i3000-seed$seed.json" "$seed"; done
     fi
     run reproduce --dataset mnist-test --profile paper --seeds 2 --model-files none
+    if [ -n "${DRY_RUN:-}" ] || [ -e "$THEIRS_E500" ]; then   # their 500-epoch network in our loop
+        run train --dataset mnist-test --profile paper --seed 0 --method decs --start-from "$THEIRS_E500"
+    fi
     run reproduce --dataset fashion-mnist --profile paper --seeds 0 --model-files none
     run train --dataset usps --profile paper --seed 0 --method hadis
 }
@@ -60,5 +91,7 @@ lane_b() {
     run reproduce --dataset mnist --profile paper --seeds 0 --model-files none
 }
 [ -n "${DRY_RUN:-}" ] || "$PY" benchmarks/queue_status.py
+if [ -n "${AUTHORS_CODE:-}" ] && [ -n "${TF_PYTHON:-}" ]; then theirs_protocol
+else say "their MNIST-test protocol skipped (set AUTHORS_CODE and TF_PYTHON)"; fi
 lane_a & lane_b & wait
 say "done"

@@ -291,8 +291,9 @@ def test_the_cpu_study_queue_names_only_valid_runs():
 
 def test_the_cpu_queue_lists_two_lanes_and_skips_the_authors_lane_without_their_code(tmp_path):
     """benchmarks/cpu_queue.sh with DRY_RUN=1: the runs are `python -m decs` commands of known datasets and
-    profiles — the protocol rows, each dataset and seed once — and the authors' draws are repeated only
-    when AUTHORS_CODE and TF_PYTHON are set and only where their record is missing."""
+    profiles — the protocol rows, each dataset and seed once — and the authors' runs (their MNIST-test
+    protocol first, the USPS draws) are run only when AUTHORS_CODE and TF_PYTHON are set and only where
+    their record is missing."""
     import shlex
     import subprocess
 
@@ -312,7 +313,13 @@ def test_the_cpu_queue_lists_two_lanes_and_skips_the_authors_lane_without_their_
     theirs = [line for line in listed(AUTHORS_CODE="x", TF_PYTHON="y") if "authors_tf.py" in line or "done: " in line]
     for seed in (1, 2, 3, 4):   # each draw: a command, or done where its record is committed
         assert sum(f"e200-i3000-seed{seed}.json" in line for line in theirs) == 1, seed
-    assert not any("mnist-test" in line for line in theirs)   # their MNIST-test protocol: not on two cores
+    # their MNIST-test protocol, before the lanes and on two threads: the 500-epoch pretraining, then
+    # their clustering from the network it kept (each process whole within a session)
+    protocol = [line for line in theirs if "mnist-test" in line]
+    assert len(protocol) == 2 and all("--threads 2" in line for line in protocol)
+    assert "e500-i1.json" in protocol[0] and "--pretrained-weights" in protocol[1]
+    assert not any("mnist-test" in line and "authors_tf.py" in line for line in without)
+    assert any("--start-from" in line and "theirs-e500.pt" in line for line in without)
     swaps = [line for line in listed(THEIR_MNIST_TEST="t.pt") if "--start-from t.pt" in line]
     assert len(swaps) == 3 and all("--dataset mnist-test" in line for line in swaps)
 
