@@ -19,7 +19,8 @@ clusters from the given Keras weights, with ``run_exp.py``'s settings (update in
 batch 256): our pretrained encoder, converted by ``benchmarks/authors_tf_weights.py``, put
 through their clustering loop. The record names the weights file, its sha256 and what it holds.
 
-What it printed becomes the record: every ``Iter`` line (ACC, NMI, ARI and loss every 30
+What it printed becomes the record: their pretraining's loss per epoch (from the
+``pretrain_log.csv`` their Keras ``CSVLogger`` writes), every ``Iter`` line (ACC, NMI, ARI and loss every 30
 iterations, the first at k-means's start), their final and label-selected best scores, their
 own timings, and timings taken here from when each line arrived: seconds per pretraining epoch
 (from the second epoch on, so TensorFlow's one-off graph building is not counted; once with the
@@ -157,9 +158,20 @@ def _labels(path: Path) -> dict:
                           "final": confusion(y, final, k)}}
 
 
+def _pretrain_losses(work: Path) -> list[float] | None:
+    """Their pretraining's mean squared error after each epoch, from the ``pretrain_log.csv`` their
+    Keras ``CSVLogger`` writes (None when the run did not pretrain)."""
+    found = sorted(work.glob("results/**/pretrain_log.csv"))
+    if not found:
+        return None
+    rows = found[0].read_text().splitlines()[1:]   # epoch,loss,val_loss
+    return [float(row.split(",")[1]) for row in rows if row.strip()]
+
+
 def _run(args, launch: list[str], their_cmd: list[str], env: dict, lines: list) -> tuple:
     """Run their code from a copy of ``--code`` in a temporary folder, appending what it printed to
-    ``lines``; return the wall time, the kept weights and the labels the harness saved."""
+    ``lines``; return the wall time, the kept weights, the labels the harness saved and their
+    pretraining's loss per epoch."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "DECS"
         shutil.copytree(args.code, work, ignore=shutil.ignore_patterns("results", "__pycache__"))
@@ -183,7 +195,8 @@ def _run(args, launch: list[str], their_cmd: list[str], env: dict, lines: list) 
             tail = "\n".join(line for _, line in lines[-30:])
             raise SystemExit(f"the authors' code exited with {proc.returncode}:\n{tail}")
         labels = _labels(work / "labels.npz")
-    return wall, kept, labels
+        losses = _pretrain_losses(work)
+    return wall, kept, labels, losses
 
 
 LOG_LINE = re.compile(r"^\[authors-tf\s+([\d.]+)s\] (.*)$")
@@ -295,9 +308,9 @@ def main(argv: list[str] | None = None) -> None:
         str(Path(__file__).with_name("authors_tf_harness.py")), *harness_args, "--script", their_cmd[0], "--"]
     lines: list[tuple[float, str]] = []
     if args.from_log is None:
-        wall, kept, labels = _run(args, launch, their_cmd, env, lines)
+        wall, kept, labels, losses = _run(args, launch, their_cmd, env, lines)
     else:  # a run that finished, rebuilt from what it printed: no labels, no timing beyond the log's
-        lines, kept, labels = _read_log(args.from_log), None, {}
+        lines, kept, labels, losses = _read_log(args.from_log), None, {}, None
         wall = lines[-1][0]
         if args.keep_weights is not None and (args.keep_weights / f"{args.out.stem}-ae_weights.h5").is_file():
             kept = args.keep_weights / f"{args.out.stem}-ae_weights.h5"
@@ -329,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **parse(lines),
         **labels,
+        # their MSE per pretraining epoch (their CSVLogger's file), beside our records' pretrain_loss
+        "pretrain_loss": losses,
     }
     if args.from_log is not None:
         # the log holds only the lines printed above: not their pretraining's k-means lines, so the

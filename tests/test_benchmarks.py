@@ -151,6 +151,16 @@ def test_authors_tf_transcript_is_read_into_a_record():
     assert "final" not in rec  # so results.load_records never mixes it with this project's runs
 
 
+def test_authors_tf_keeps_their_pretraining_losses(tmp_path):
+    """The record's pretrain_loss is their CSVLogger's loss column, one value per epoch in order;
+    a run that did not pretrain (their main.py from given weights) has none."""
+    assert AUTHORS_TF["_pretrain_losses"](tmp_path) is None
+    log = tmp_path / "results" / "temp" / "DECS" / "usps" / "trial0" / "pretrain_log.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text("epoch,loss,val_loss\n0,0.235,NA\n1,0.0609,NA\n2,0.04,NA\n")
+    assert AUTHORS_TF["_pretrain_losses"](tmp_path) == [0.235, 0.0609, 0.04]
+
+
 def test_authors_tf_refuses_an_unfinished_run_and_bad_paths(tmp_path):
     with pytest.raises(RuntimeError, match="did not finish"):
         AUTHORS_TF["parse"]([(t, line) for t, line in _transcript() if "Final" not in line])
