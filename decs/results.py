@@ -296,6 +296,23 @@ def load_starts(root: Path | str = RESULTS, dataset: str | None = None) -> list[
             for path in sorted(Path(root).glob(f"starts/{dataset or '*'}/*.json"))]
 
 
+def mixed_clusters(confusion, share: float = 0.25) -> list[tuple[int, int, int]]:
+    """The clusters of a start that mix two classes: ``(cluster, class, class)`` for each cluster whose two
+    largest classes each hold at least ``share`` of its images (``confusion``: rows clusters, columns
+    classes, as in a start diagnostics record). A pair of digits split across two clusters, each
+    holding some of both, gives each cluster a different majority class, so counting majorities alone
+    misses it. Read in :doc:`/book/dying_clusters`."""
+    w = np.asarray(confusion)
+    out = []
+    for j, row in enumerate(w):
+        if row.sum() == 0:
+            continue
+        a, b = np.argsort(row)[::-1][:2]
+        if row[b] >= share * row.sum():
+            out.append((j, *sorted((int(a), int(b)))))
+    return out
+
+
 def keep_rate(kept: list[bool]) -> dict:
     """How many of ``kept`` are True, the share and its 95 % Wilson interval (scipy's ``binomtest``)."""
     from scipy.stats import binomtest

@@ -598,3 +598,16 @@ def test_the_start_or_loop_line_weighs_the_swaps_against_the_keep_rates():
     mt = line.split("on MNIST-test")[1].split("on USPS")[0]
     assert "all clusters kept in 0 of 2" in mt and "their own loop ends no higher" in mt
     assert "network decides" not in mt   # no swap the other way round on MNIST-test
+
+
+def test_mixed_clusters_find_a_pair_split_across_two_clusters():
+    """Two clusters each holding 4s and 9s (majorities 4 and 9, so no class is without a cluster of its
+    own) are found; a cluster with a 20 % minority is not, at the default share of 25 %."""
+    conf = np.zeros((4, 10), dtype=int)
+    conf[0, 4], conf[0, 9] = 626, 481     # cluster 0: 4s and 9s
+    conf[1, 4], conf[1, 9] = 333, 460     # cluster 1: the same pair
+    conf[2, 3], conf[2, 5] = 800, 200     # cluster 2: a 20 % minority of 5s
+    conf[3, 1] = 1000
+    assert results.mixed_clusters(conf) == [(0, 4, 9), (1, 4, 9)]
+    assert results.mixed_clusters(conf, share=0.2) == [(0, 4, 9), (1, 4, 9), (2, 3, 5)]
+    assert results.mixed_clusters(np.zeros((2, 3))) == []
