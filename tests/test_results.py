@@ -611,3 +611,30 @@ def test_mixed_clusters_find_a_pair_split_across_two_clusters():
     assert results.mixed_clusters(conf) == [(0, 4, 9), (1, 4, 9)]
     assert results.mixed_clusters(conf, share=0.2) == [(0, 4, 9), (1, 4, 9), (2, 3, 5)]
     assert results.mixed_clusters(np.zeros((2, 3))) == []
+
+
+def test_the_full_length_line_says_what_the_authors_network_reaches_at_the_protocol():
+    def paper(seed, acc, sizes, name=None):
+        rec = _rec("mnist-test", "paper", "decs", seed, acc, 0.83, sizes)
+        rec["history"].insert(0, {"cluster_sizes": [300, 300, 400]})
+        rec["path"] = f"{name or f'paper-seed{seed}'}.json"
+        return rec
+
+    lost, kept = [600, 0, 400], [300, 300, 400]
+    theirs_two_processes = {"dataset": "mnist-test", "kind": "given weights", "their_final": {"acc": 0.889},
+                            "settings": {"pretrain_epochs": None, "maxiter": 20000,
+                                         "pretrained_weights": {"from": "their run_exp.py, 500 epochs", "ours": None}}}
+    ours_in_theirs = {**theirs_two_processes, "their_final": {"acc": 0.5},
+                      "settings": {**theirs_two_processes["settings"], "pretrained_weights": {"ours": {"seed": 1}}}}
+    own = [paper(0, 0.885, lost), paper(1, 0.887, lost)]
+    assert results.at_full_length(own, [ours_in_theirs]) is None     # no run from their network
+    same = results.at_full_length(own + [paper(0, 0.886, lost, "paper-seed0+start=theirs-e500")],
+                                  [theirs_two_processes, ours_in_theirs])
+    assert "on MNIST-test the authors' network in our loop ends at ACC 0.886 (all clusters kept in 0 of 1)" in same
+    assert "their own code (pretraining and clustering as two processes) at 0.889 (1)" in same
+    assert "ours at 0.886 ± 0.001 (2)" in same and "no run reaches the published 0.990" in same
+    assert "none ends above ours" in same and "differs" not in same
+    apart = results.at_full_length(own + [paper(0, 0.991, kept, "paper-seed0+start=theirs-e500")], [])
+    assert "1 of 1 runs reach the published 0.990 and none of ours does" in apart
+    verdict = results.verdict(own + [paper(0, 0.991, kept, "paper-seed0+start=theirs-e500")], [], sweep=None)
+    assert "At the paper's protocol (500 pretraining epochs, 20,000 iterations)" in verdict
