@@ -20,7 +20,8 @@ batch 256): our pretrained encoder, converted by ``benchmarks/authors_tf_weights
 through their clustering loop. The record names the weights file, its sha256 and what it holds.
 
 What it printed becomes the record: their pretraining's loss per epoch (from the
-``pretrain_log.csv`` their Keras ``CSVLogger`` writes), every ``Iter`` line (ACC, NMI, ARI and loss every 30
+``pretrain_log.csv`` their Keras ``CSVLogger`` writes) and the scores of the k-means their
+pretraining runs on the embedding every ``epochs/10`` epochs, every ``Iter`` line (ACC, NMI, ARI and loss every 30
 iterations, the first at k-means's start), their final and label-selected best scores, their
 own timings, and timings taken here from when each line arrived: seconds per pretraining epoch
 (from the second epoch on, so TensorFlow's one-off graph building is not counted; once with the
@@ -69,14 +70,16 @@ SEED_NOTE_DRAW = ("their run_exp.py's set_seed() seeded Python, NumPy and PyTorc
                   "2333 (through benchmarks/authors_tf_harness.py); TensorFlow not named")
 SEED_NOTE_MAIN = "their main.py seeds nothing: k-means and the augmentation are not seeded"
 BEST = re.compile(r"Best: Best_acc=([\d.]+), Best_nmi=([\d.]+), Best_ari=([-\d.]+)")
+PRETRAIN_KMEANS = re.compile(r"\|==>  acc: ([\d.]+),  nmi: ([\d.]+),  ari: ([-\d.]+)  <==\|")
 
 
 def parse(lines: list[tuple[float, str]]) -> dict:
     """The record's measurements from the ``(seconds since start, line)`` pairs of a run."""
-    iters, epochs, kmeans, out = [], {}, set(), {}
+    iters, epochs, kmeans, out, scores = [], {}, set(), {}, []
     for t, line in lines:
-        if "|==>  acc" in line:  # their pretraining's k-means on the embedding (every epochs/10 epochs)
+        if m := PRETRAIN_KMEANS.search(line):  # their pretraining's k-means on the embedding (every epochs/10 epochs)
             kmeans.add(max(epochs, default=0))  # it ends the epoch that is running
+            scores.append({"epoch": max(epochs, default=0), **dict(zip(("acc", "nmi", "ari"), map(float, m.groups())))})
         if m := ITER.search(line):
             it, acc, nmi, ari, loss = m.groups()
             iters.append({"iteration": int(it), "acc": float(acc), "nmi": float(nmi),
@@ -92,6 +95,8 @@ def parse(lines: list[tuple[float, str]]) -> dict:
     if not iters or "their_final" not in out:
         raise RuntimeError("the authors' code did not finish (no 'Iter' or 'Final' line): see the log")
     out["start"] = {k: iters[0][k] for k in ("acc", "nmi", "ari")}
+    if scores:  # k-means (n_init=20) on the embedding while it pretrains, as their callback printed it
+        out["pretrain_kmeans"] = scores
     out["history"] = iters
     speed = {}
     if len(epochs) >= 3:  # epoch 1 builds TensorFlow's graph: time from the start of epoch 2
@@ -186,7 +191,7 @@ def _run(args, launch: list[str], their_cmd: list[str], env: dict, lines: list) 
                 if line.strip():
                     lines.append((time.perf_counter() - t0, line))
                     if EPOCH.match(line) or ITER.search(line) or "Time for" in line or "Final" in line \
-                            or line.startswith("[harness]"):
+                            or PRETRAIN_KMEANS.search(line) or line.startswith("[harness]"):
                         print(f"[authors-tf {lines[-1][0]:7.1f}s] {line}", flush=True)
                     if "Pretrained weights are saved" in line and args.keep_weights is not None:
                         kept = _keep_weights(work, args.keep_weights, args.out.stem)  # before clustering starts

@@ -145,6 +145,9 @@ def test_authors_tf_transcript_is_read_into_a_record():
     # epochs 2..20: 19 epochs, 9 of them (3, 5, ..., 19) ending in a k-means
     assert speed["pretrain_s_per_epoch_with_their_kmeans"] == pytest.approx((19 * 2.5 + 9 * 5.0) / 19, abs=1e-3)
     assert speed["cluster_s_per_iteration_with_eval"] == pytest.approx(0.1)
+    # their callback's k-means while pretraining: after epochs 1, 3, ..., 19, with what it printed
+    assert [k["epoch"] for k in rec["pretrain_kmeans"]] == list(range(1, 20, 2))
+    assert rec["pretrain_kmeans"][0] == {"epoch": 1, "acc": 0.5, "nmi": 0.5, "ari": 0.4}
     assert rec["start"] == {"acc": 0.9, "nmi": 0.8, "ari": 0.7} and len(rec["history"]) == 4
     assert rec["their_final"]["acc"] == 0.9 and rec["their_best_label_selected"]["acc"] == 0.95
     assert rec["their_wall_time_s"] == {"pretrain": 99, "cluster": 12, "total": 111}
