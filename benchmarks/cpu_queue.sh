@@ -16,7 +16,7 @@
 # (lane B, when $THEIR_MNIST_TEST names their network in our format).
 # Their code at MNIST-test's protocol (500 / 20,000) goes first, before both lanes, on both cores:
 # it cannot checkpoint, so each of its two processes must run whole within a session, and on two
-# threads each fits (the 500-epoch pretraining took 8.3 s/epoch, about 70 min; the clustering is
+# threads each fits (the 500-epoch pretraining took 9.0 s/epoch, 76 min; the clustering is
 # estimated at 0.3 s/iteration, about 100 min). The pretraining keeps its network
 # ($KEEP_WEIGHTS/mnist-test/e500-i1-ae_weights.h5, one clustering step so that the record holds the
 # k-means start); their main.py then clusters 20,000 iterations from it, and our loop clusters from

@@ -328,9 +328,11 @@ def test_the_cpu_queue_lists_two_lanes_and_skips_the_authors_lane_without_their_
         assert sum(f"e200-i3000-seed{seed}.json" in line for line in theirs) == 1, seed
     # their MNIST-test protocol, before the lanes and on two threads: the 500-epoch pretraining, then
     # their clustering from the network it kept (each process whole within a session)
+    # (each a command, or "done:" where its record is committed)
     protocol = [line for line in theirs if "mnist-test" in line]
-    assert len(protocol) == 2 and all("--threads 2" in line for line in protocol)
-    assert "e500-i1.json" in protocol[0] and "--pretrained-weights" in protocol[1]
+    assert len(protocol) == 2 and all("--threads 2" in line or "done: " in line for line in protocol)
+    assert "e500-i1.json" in protocol[0] and "e500-i20000.json" in protocol[1]
+    assert "--pretrained-weights" in protocol[1] or "done: " in protocol[1]
     assert not any("mnist-test" in line and "authors_tf.py" in line for line in without)
     assert any("--start-from" in line and "theirs-e500.pt" in line for line in without)
     swaps = [line for line in listed(THEIR_MNIST_TEST="t.pt") if "--start-from t.pt" in line]
