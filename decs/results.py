@@ -424,7 +424,7 @@ def start_or_loop(records: list[dict], authors: list[dict]) -> str | None:
     worded by :func:`keep_rate_conclusion`). In :func:`verdict` and :doc:`/book/five_datasets`."""
     cfg = get_config("cpu")
     decs_cpu = [r for r in records if r["method"] == "decs" and r["profile"] == "cpu"]
-    theirs_in_ours = [r for r in decs_cpu if run_changes(r).startswith("start=theirs") and "+" not in run_changes(r)]
+    theirs_in_ours = _their_network_in_our_loop(records, "cpu")
     ours_in_theirs = [a for a in authors if a.get("kind") == "given weights"
                       and (a["settings"]["pretrained_weights"] or {}).get("ours")]
     their_draws = {}
@@ -471,6 +471,19 @@ def start_or_loop(records: list[dict], authors: list[dict]) -> str | None:
     return "At the `cpu` length (200 pretraining epochs, 3,000 iterations), " + "; ".join(parts) + "."
 
 
+def _their_network_in_our_loop(records: list[dict], profile: str) -> list[dict]:
+    """The DECS records of ``profile`` that ran our loop from the authors' pretrained network and
+    changed nothing else (file names ``<profile>-seed<k>+start=theirs-….json``)."""
+    return [r for r in records if r["method"] == "decs" and r["profile"] == profile
+            and run_changes(r).startswith("start=theirs") and "+" not in run_changes(r)]
+
+
+def _weights_sha(authors_run: dict) -> str | None:
+    """The sha256 of the pretrained weights a run of the authors' code was given (None for one that
+    pretrained its own network)."""
+    return (authors_run["settings"].get("pretrained_weights") or {}).get("sha256")
+
+
 # The swap line says "the pretrained network decides" when their network in our loop beats ours in
 # theirs by more than this (mean final ACC).
 SWAP_DECIDES = 0.02
@@ -480,19 +493,19 @@ def at_full_length(records: list[dict], authors: list[dict]) -> str | None:
     """The two codes at the paper's protocol (500 pretraining epochs, 20,000 iterations), per dataset
     (None where neither a swap nor a run of theirs at that length is committed): the authors'
     network in our loop (``paper`` records ``+start=theirs-…``), their code (end to end, or their
-    clustering from their own pretraining as a second process: a ``given weights`` run whose weights
-    are not ours) and our protocol runs, each with its mean final ACC; then what they show against the
+    clustering as a second process from weights that a committed run of their pretraining at the
+    protocol's length kept: the same sha256) and our protocol runs, each with its mean final ACC; then what they show against the
     published number. In :func:`verdict` and :doc:`/book/five_datasets`."""
     cfg = get_config("paper")
     paper = [r for r in records if r["method"] == "decs" and r["profile"] == "paper"]
+    their_networks = {a["kept_weights"]["sha256"] for a in authors if a.get("kind") == "network kept"
+                      and a["settings"].get("pretrain_epochs") == cfg.pretrain_epochs}
     parts = []
     for ds in DATASET_ORDER:
-        theirs_in_ours = [r for r in paper if r["dataset"] == ds and run_changes(r).startswith("start=theirs")
-                          and "+" not in run_changes(r)]
-        theirs = [a for a in authors if a["dataset"] == ds and a.get("kind") in ("end to end", "given weights")
-                  and not ((a["settings"].get("pretrained_weights") or {}).get("ours"))
-                  and a["settings"].get("maxiter") == cfg.maxiter
-                  and a["settings"].get("pretrain_epochs") in (None, cfg.pretrain_epochs)]
+        theirs_in_ours = [r for r in _their_network_in_our_loop(records, "paper") if r["dataset"] == ds]
+        theirs = [a for a in authors if a["dataset"] == ds and a["settings"].get("maxiter") == cfg.maxiter
+                  and (a.get("kind") == "end to end" and a["settings"].get("pretrain_epochs") == cfg.pretrain_epochs
+                       or a.get("kind") == "given weights" and _weights_sha(a) in their_networks)]
         own = [r for r in paper if r["dataset"] == ds and is_protocol_run(r)]
         if not (theirs_in_ours or theirs):
             continue

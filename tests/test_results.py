@@ -621,15 +621,21 @@ def test_the_full_length_line_says_what_the_authors_network_reaches_at_the_proto
         return rec
 
     lost, kept = [600, 0, 400], [300, 300, 400]
+    their_pretraining = {"dataset": "mnist-test", "kind": "network kept", "their_final": {"acc": 0.864},
+                         "settings": {"pretrain_epochs": 500, "maxiter": 1}, "kept_weights": {"sha256": "e500"}}
     theirs_two_processes = {"dataset": "mnist-test", "kind": "given weights", "their_final": {"acc": 0.889},
                             "settings": {"pretrain_epochs": None, "maxiter": 20000,
-                                         "pretrained_weights": {"from": "their run_exp.py, 500 epochs", "ours": None}}}
+                                         "pretrained_weights": {"from": "their run_exp.py, 500 epochs", "ours": None,
+                                                                "sha256": "e500"}}}
+    from_their_200 = {**theirs_two_processes, "their_final": {"acc": 0.99}, "settings": {
+        **theirs_two_processes["settings"], "pretrained_weights": {"ours": None, "sha256": "e200"}}}
     ours_in_theirs = {**theirs_two_processes, "their_final": {"acc": 0.5},
                       "settings": {**theirs_two_processes["settings"], "pretrained_weights": {"ours": {"seed": 1}}}}
     own = [paper(0, 0.885, lost), paper(1, 0.887, lost)]
-    assert results.at_full_length(own, [ours_in_theirs]) is None     # no run from their network
+    # neither ours in their loop nor their loop from weights no 500-epoch run of theirs kept counts
+    assert results.at_full_length(own, [ours_in_theirs, from_their_200, their_pretraining]) is None
     same = results.at_full_length(own + [paper(0, 0.886, lost, "paper-seed0+start=theirs-e500")],
-                                  [theirs_two_processes, ours_in_theirs])
+                                  [theirs_two_processes, ours_in_theirs, from_their_200, their_pretraining])
     assert "on MNIST-test the authors' network in our loop ends at ACC 0.886 (all clusters kept in 0 of 1)" in same
     assert "their own code (pretraining and clustering as two processes) at 0.889 (1)" in same
     assert "ours at 0.886 ± 0.001 (2)" in same and "no run reaches the published 0.990" in same
