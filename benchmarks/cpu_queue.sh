@@ -52,7 +52,7 @@ theirs() {  # one run of the authors' code: dataset, epochs, iterations, the rec
 }
 theirs_protocol() {  # their MNIST-test at 500 / 20,000: pretraining, then clustering from its network
     local pre=results/authors-tf/mnist-test/e500-i1.json out=results/authors-tf/mnist-test/e500-i20000.json
-    local weights="$KEEP/mnist-test/e500-i1-ae_weights.h5"
+    local weights="$KEEP/mnist-test/e500-i1-ae_weights.h5" from="their run_exp.py, 500 epochs, set_seed(2333) ($pre)"
     theirs mnist-test 500 1 "$pre" "" 2
     if [ -e "$out" ]; then say "done: $out"
     elif [ -n "${DRY_RUN:-}" ]; then echo "python benchmarks/authors_tf.py --dataset mnist-test --pretrained-weights $weights --threads 2 ... --out $out"
@@ -61,11 +61,11 @@ theirs_protocol() {  # their MNIST-test at 500 / 20,000: pretraining, then clust
         say "authors' code, mnist-test clustering from $weights -> $out"
         "$PY" benchmarks/authors_tf.py --code "$AUTHORS_CODE" --commit "$AUTHORS_COMMIT" --python "$TF_PYTHON" \
             --dataset mnist-test --pretrained-weights "$weights" --maxiter 20000 --threads 2 --out "$out" \
-            --weights-from "their run_exp.py, 500 epochs, set_seed(2333) ($pre)" || say "failed ($?): $out"
+            --weights-from "$from" || say "failed ($?): $out"
     fi
     if [ -z "${DRY_RUN:-}" ] && [ -e "$weights" ] && [ ! -e "$THEIRS_E500" ]; then
         "$TF_PYTHON" benchmarks/authors_tf_weights.py --code "$AUTHORS_CODE" --to-ours --dataset mnist-test \
-            --keras-weights "$weights" --from "their run_exp.py, 500 epochs, set_seed(2333) ($pre)" \
+            --keras-weights "$weights" --from "$from" \
             --out "$THEIRS_E500" || say "failed ($?): converting $weights"
     fi
 }
