@@ -115,14 +115,6 @@ def read_checkpoint(path: Path | str | None) -> dict | None:
     return state
 
 
-def count_processes(saved: dict | None, trains_here: bool) -> int:
-    """How many processes a resumable stage has taken, this one included: those its checkpoint
-    ``saved`` counted (one, for a checkpoint written before the count existed), plus this process
-    when it trains (a finished stage read back adds none). The ranks of a multi-process run count
-    once. Records keep it under ``wall_time_s.processes`` (:doc:`/book/reproducibility`)."""
-    return (0 if saved is None else saved.get("processes", 1)) + int(trains_here)
-
-
 def this_commit() -> str | None:
     """The commit of the code this process imported (``decs.provenance.CODE_VERSION``), with
     ``+dirty`` when tracked files differed from it; None outside a git checkout."""
@@ -131,13 +123,21 @@ def this_commit() -> str | None:
     return f"{commit}+dirty" if commit and CODE_VERSION["dirty"] else commit
 
 
-def stage_commits(saved: dict | None, trains_here: bool, what: str = "stage") -> list[str | None]:
-    """The commits of the code that trained a resumable stage, oldest first: those its checkpoint
-    ``saved`` lists (``None``, "not recorded", for a checkpoint written before the list existed),
-    then this process's (:func:`this_commit`) when it trains and the last one differs. Resuming
-    with other code warns, naming both: the record keeps the list under
-    ``environment.commits`` (:doc:`/book/reproducibility`), so a stage trained by two versions of
-    the code says so. ``what`` names the stage in the warning, e.g. ``"the pretraining"``."""
+def stage_provenance(saved: dict | None, trains_here: bool, what: str = "stage") -> tuple[int, list[str | None]]:
+    """Who trained a resumable stage, as its record keeps it (:doc:`/book/reproducibility`):
+
+    - how many processes it has taken, this one included: those its checkpoint ``saved`` counted
+      (one, for a checkpoint written before the count existed), plus this process when it trains (a
+      finished stage read back adds none; the ranks of a multi-process run count once), kept under
+      ``wall_time_s.processes``;
+    - the commits of the code that trained it, oldest first: those ``saved`` lists (``None``, "not
+      recorded", for a checkpoint written before the list existed), then this process's
+      (:func:`this_commit`) when it trains and the last one differs, kept under
+      ``environment.commits``.
+
+    Resuming with other code warns, naming both commits, so a stage trained by two versions of the
+    code says so. ``what`` names the stage in the warning, e.g. ``"the pretraining"``."""
+    processes = (0 if saved is None else saved.get("processes", 1)) + int(trains_here)
     commits = [] if saved is None else list(saved.get("commits", [None]))
     here = this_commit()
     if trains_here and (not commits or commits[-1] != here):
@@ -145,9 +145,9 @@ def stage_commits(saved: dict | None, trains_here: bool, what: str = "stage") ->
             warnings.warn(f"{what} resumes from a checkpoint written by "
                           f"{commits[-1] or 'code that did not record its commit'} with the code at {here}; "
                           "the record names both (environment.commits). To keep one version, check out "
-                          f"{commits[-1] or 'the commit that wrote it'} or delete the checkpoint.", stacklevel=2)
+                          f"{commits[-1] or 'the commit that wrote it'} or delete the checkpoint.", stacklevel=3)
         commits.append(here)
-    return commits
+    return processes, commits
 
 
 def load_checkpoint(path: Path | str | None, key, what: str) -> dict | None:

@@ -56,7 +56,7 @@ from torch import nn
 from .config import ConfigError, check_flag, check_real, check_subset, check_whole
 from .metrics import evaluate
 from .device import get_device, make_generator
-from .files import count_processes, load_checkpoint, save_checkpoint, save_torch, stage_commits
+from .files import load_checkpoint, save_checkpoint, save_torch, stage_provenance
 from .provenance import environment_info
 
 CHAPTER = "book/hadis"
@@ -483,8 +483,8 @@ class HaDisResult:
     history: list[dict] = field(default_factory=list)
     epochs: int = 0
     seconds: float = 0.0
-    processes: int = 1  # how many processes the training took (files.count_processes)
-    commits: list = field(default_factory=list)  # the code that trained it (files.stage_commits)
+    processes: int = 1  # how many processes the training took (files.stage_provenance)
+    commits: list = field(default_factory=list)  # the code that trained it (files.stage_provenance)
 
 
 def _key(cfg: HaDisConfig, seed: int, n: int, shape, n_clusters: int) -> dict:
@@ -544,8 +544,7 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
     else:
         rec, labels_np = evaluate_epoch(0, None, 0)
         history, seconds, start = [rec], 0.0, 0
-    processes = count_processes(state, start < cfg.epochs)
-    commits = stage_commits(state, start < cfg.epochs, "the HaDis training")
+    processes, commits = stage_provenance(state, start < cfg.epochs, "the HaDis training")
     t0 = time.perf_counter() - seconds
 
     def save(epoch: int) -> None:

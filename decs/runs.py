@@ -19,7 +19,7 @@ from torch import nn
 from . import distributed
 from .config import Config, get_config
 from .device import get_device, make_generator
-from .files import CheckpointError, checkpoint_key, count_processes, read_checkpoint, stage_commits
+from .files import CheckpointError, checkpoint_key, read_checkpoint, stage_provenance
 from .metrics import confusion, evaluate
 from .models import ConvAutoencoder, make_autoencoder
 from .passes import embed, embed_all, recalibrate_batchnorm
@@ -125,8 +125,7 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network, start)
     saved = read_checkpoint(ckdir / "pretrain.pt") if ckdir is not None and start is None else None
     pretrained_here = saved is None and start is None  # no checkpoint: this process pretrained it
-    pre_processes = count_processes(saved, pretrained_here)
-    pre_commits = stage_commits(saved, pretrained_here)
+    pre_processes, pre_commits = stage_provenance(saved, pretrained_here, "the pretraining")
     distributed.broadcast_module(model)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()

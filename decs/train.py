@@ -34,7 +34,7 @@ from . import distributed
 from .bookkeeping import LoopState
 from .config import METHODS, Config
 from .device import autocast
-from .files import checkpoint_key, count_processes, load_checkpoint, save_checkpoint, stage_commits
+from .files import checkpoint_key, load_checkpoint, save_checkpoint, stage_provenance
 from .models import ConvAutoencoder
 from .passes import augment, clustering_batch, epoch_batches
 from .stability import balance_penalty, instability, otsu_threshold, soft_assign
@@ -63,8 +63,7 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
     losses, stream = (state["losses"], state.get("stream")) if state else ([], None)
-    processes = count_processes(state, len(losses) < cfg.pretrain_epochs)
-    commits = stage_commits(state, len(losses) < cfg.pretrain_epochs, "the pretraining")
+    processes, commits = stage_provenance(state, len(losses) < cfg.pretrain_epochs, "the pretraining")
     t0 = time.perf_counter() - (state["seconds"] if state else 0.0)
     model.train()
     bar = tqdm(range(len(losses), cfg.pretrain_epochs), desc="pretrain", disable=not progress,
@@ -135,8 +134,8 @@ class ClusterResult:
     iterations: int = 0
     stopped_early: bool = False
     seconds: float = 0.0  # time spent clustering, summed over interrupted sessions
-    processes: int = 1  # how many processes the clustering took (files.count_processes)
-    commits: list = field(default_factory=list)  # the code that trained it (files.stage_commits)
+    processes: int = 1  # how many processes the clustering took (files.stage_provenance)
+    commits: list = field(default_factory=list)  # the code that trained it (files.stage_provenance)
     stages: dict = field(default_factory=dict)  # sample indices, iterations, embeddings z and centroids
 
 

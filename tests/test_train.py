@@ -120,15 +120,15 @@ def test_a_run_resumed_by_other_code_names_both_commits(blobs, tiny_cfg, tmp_pat
     assert resumed.record["environment"]["commits"] == {"pretrain": ["aaa"], "cluster": ["aaa", "bbb"]}
 
 
-def test_stage_commits_of_older_checkpoints():
-    """A checkpoint written before commits were kept lists an unknown one (None) first; a finished
-    stage read back adds none; a fresh stage starts its list with this process's commit."""
+def test_stage_provenance_of_older_checkpoints():
+    """A checkpoint written before commits were kept lists an unknown one (None) first and counts one
+    process; a finished stage read back adds neither; a fresh stage starts both with this process."""
     here = decs.files.this_commit()
-    assert decs.files.stage_commits(None, True) == [here]
-    assert decs.files.stage_commits({"commits": [here]}, True) == [here]
-    assert decs.files.stage_commits({"commits": ["x"]}, False) == ["x"]
+    assert decs.files.stage_provenance(None, True) == (1, [here])
+    assert decs.files.stage_provenance({"commits": [here], "processes": 2}, True) == (3, [here])
+    assert decs.files.stage_provenance({"commits": ["x"], "processes": 2}, False) == (2, ["x"])
     with pytest.warns(UserWarning, match="code that did not record its commit"):
-        assert decs.files.stage_commits({"processes": 1}, True) == [None, here]
+        assert decs.files.stage_provenance({}, True) == (2, [None, here])
 
 
 def test_interrupted_pretraining_resumes_identically(blobs, tiny_cfg, tmp_path):
