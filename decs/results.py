@@ -498,7 +498,7 @@ def at_full_length(records: list[dict], authors: list[dict]) -> str | None:
     published number. In :func:`verdict` and :doc:`/book/five_datasets`."""
     cfg = get_config("paper")
     paper = [r for r in records if r["method"] == "decs" and r["profile"] == "paper"]
-    their_networks = {a["kept_weights"]["sha256"] for a in authors if a.get("kind") == "network kept"
+    their_networks = {a["kept_weights"]["sha256"] for a in authors if a.get("kept_weights")
                       and a["settings"].get("pretrain_epochs") == cfg.pretrain_epochs}
     parts = []
     for ds in DATASET_ORDER:
