@@ -123,7 +123,8 @@ def this_commit() -> str | None:
     return f"{commit}+dirty" if commit and CODE_VERSION["dirty"] else commit
 
 
-def stage_provenance(saved: dict | None, trains_here: bool, what: str = "stage") -> tuple[int, list[str | None]]:
+def stage_provenance(saved: dict | None, trains_here: bool,
+                     what: str = "stage") -> tuple[int, list[str | None]]:
     """Who trained a resumable stage, as its record keeps it (:doc:`/book/reproducibility`):
 
     - how many processes it has taken, this one included: those its checkpoint ``saved`` counted
@@ -145,7 +146,7 @@ def stage_provenance(saved: dict | None, trains_here: bool, what: str = "stage")
             warnings.warn(f"{what} resumes from a checkpoint written by "
                           f"{commits[-1] or 'code that did not record its commit'} with the code at {here}; "
                           "the record names both (environment.commits). To keep one version, check out "
-                          f"{commits[-1] or 'the commit that wrote it'} or delete the checkpoint.", stacklevel=3)
+                          f"{commits[-1] or 'the commit that wrote it'} or delete the checkpoint.", stacklevel=2)
         commits.append(here)
     return processes, commits
 

@@ -494,15 +494,16 @@ def at_full_length(records: list[dict], authors: list[dict]) -> str | None:
     (None where neither a swap nor a run of theirs at that length is committed): the authors'
     network in our loop (``paper`` records ``+start=theirs-…``), their code (end to end, or their
     clustering as a second process from weights that a committed run of their pretraining at the
-    protocol's length kept: the same sha256) and our protocol runs, each with its mean final ACC; then what they show against the
-    published number. In :func:`verdict` and :doc:`/book/five_datasets`."""
+    protocol's length kept: the same sha256) and our protocol runs, each with its mean final ACC;
+    then what they show against the published number. In :func:`verdict` and :doc:`/book/five_datasets`."""
     cfg = get_config("paper")
     paper = [r for r in records if r["method"] == "decs" and r["profile"] == "paper"]
+    from_their_network = _their_network_in_our_loop(records, "paper")
     their_networks = {a["kept_weights"]["sha256"] for a in authors if a.get("kept_weights")
                       and a["settings"].get("pretrain_epochs") == cfg.pretrain_epochs}
     parts = []
     for ds in DATASET_ORDER:
-        theirs_in_ours = [r for r in _their_network_in_our_loop(records, "paper") if r["dataset"] == ds]
+        theirs_in_ours = [r for r in from_their_network if r["dataset"] == ds]
         theirs = [a for a in authors if a["dataset"] == ds and a["settings"].get("maxiter") == cfg.maxiter
                   and (a.get("kind") == "end to end" and a["settings"].get("pretrain_epochs") == cfg.pretrain_epochs
                        or a.get("kind") == "given weights" and _weights_sha(a) in their_networks)]
