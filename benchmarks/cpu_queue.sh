@@ -22,9 +22,11 @@
 # k-means start); their main.py then clusters 20,000 iterations from it, and our loop clusters from
 # the same network (lane A, converted by benchmarks/authors_tf_weights.py --to-ours).
 # Then the protocol rows, `paper` profile unchanged (issues 26 and 27), each k-means on pixels, DECS
-# and DEC from one pretraining: lane A their 500-epoch network in our loop, MNIST-test seed 2,
-# Fashion-MNIST seed 0, then HaDis at its paper length on USPS; lane B MNIST-test seed 1, then
-# MNIST seed 0.
+# and DEC from one pretraining: lane A HaDis at its paper length on USPS first (the shortest run
+# left: 4-5 h on one core, where an MNIST-test row takes 8-12 h, so it is the one that can finish
+# when a machine is replaced between sessions and every checkpoint is lost), then their 500-epoch
+# network in our loop, MNIST-test seed 2, Fashion-MNIST seed 0; lane B MNIST-test seed 1, then
+# MNIST seed 0. queue_status prints the hours each checkpointed stage has left at its own rate.
 # DRY_RUN=1 prints the commands instead of running them. Commit records as they appear (then
 # python tools/sync_results_manifest.py).
 set -uo pipefail
@@ -75,12 +77,12 @@ lane_a() {
     else
         for seed in 1 2 3 4; do theirs usps 200 3000 "results/authors-tf/usps/e200-i3000-seed$seed.json" "$seed"; done
     fi
+    run train --dataset usps --profile paper --seed 0 --method hadis
     if [ -n "${DRY_RUN:-}" ] || [ -e "$THEIRS_E500" ]; then   # their 500-epoch network in our loop
         run train --dataset mnist-test --profile paper --seed 0 --method decs --start-from "$THEIRS_E500"
     fi
     run reproduce --dataset mnist-test --profile paper --seeds 2 --model-files none
     run reproduce --dataset fashion-mnist --profile paper --seeds 0 --model-files none
-    run train --dataset usps --profile paper --seed 0 --method hadis
 }
 lane_b() {
     if [ -n "${THEIR_MNIST_TEST:-}" ]; then

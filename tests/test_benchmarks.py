@@ -349,10 +349,18 @@ def test_queue_status_says_how_far_each_checkpoint_is(tmp_path, capsys):
     torch.save({"state": {"iteration": 3000, "seconds": 600.0, "processes": 2,
                           "commits": ["a" * 40, "b" * 40]}}, run / "decs.pt")
     (run / "dec.pt").write_bytes(b"torn")
+    (tmp_path / "usps" / "hadis").mkdir()
+    torch.save({"epoch": 100, "seconds": 1000.0, "key": {"epochs": 1000}, "processes": 1, "commits": ["c" * 40]},
+               tmp_path / "usps" / "hadis" / "paper-seed0.pt")
     lines = status["main"](["--checkpoints", str(tmp_path)])
-    # a checkpoint older than the process count and the commits: one process, code not recorded
-    assert any("pretraining 40/500 epochs, 2.5 s/epoch; 1 process, code not recorded" in line for line in lines)
-    assert any("clustering at iteration 3,000, 0.200 s/iteration; 2 processes, code aaaaaaaa, bbbbbbbb" in line
+    # a checkpoint older than the process count and the commits: one process, code not recorded;
+    # the time left is the rate so far times what is left: 460 epochs × 2.5 s, 17,000 of the paper
+    # profile's 20,000 iterations × 0.2 s, 900 HaDis epochs × 10 s
+    assert any("pretraining 40/500 epochs, 2.5 s/epoch, 0.3 h left at this rate; 1 process, code not recorded"
+               in line for line in lines)
+    assert any("clustering at iteration 3,000, 0.200 s/iteration, 0.9 h left at this rate; 2 processes, "
+               "code aaaaaaaa, bbbbbbbb" in line for line in lines)
+    assert any("HaDis at epoch 100/1000, 10.0 s/epoch, 2.5 h left at this rate; 1 process, code cccccccc" in line
                for line in lines)
     assert any("dec.pt: unreadable" in line for line in lines)
     assert "no checkpoints" in status["main"](["--checkpoints", str(tmp_path / "none")])[0]
