@@ -191,6 +191,27 @@ def variant_name(hsd: bool) -> str:
     return "HaDis" if hsd else "ProPos (HaDis without HSD)"
 
 
+LENGTH_FIELDS = ("profile", "epochs", "warmup_epochs")  # what sets a run's length, and nothing else
+
+
+def longer_runs(records: list[dict]) -> list[tuple[dict, dict]]:
+    """Pairs ``(longer, shorter)`` of HaDis records of one dataset and seed whose settings differ
+    only in length (``LENGTH_FIELDS``: the epochs, the warm-up that goes with them, the profile
+    that sets both), e.g. the ``paper`` profile's 1,000 epochs beside the ``cpu`` profile's 150 or a
+    ``cpu`` run with ``--set epochs=450 warmup_epochs=23``. Each longer run is paired with the
+    longest shorter one; a run with no shorter partner is left out. See :doc:`/book/hadis`."""
+    def rest(r: dict) -> dict:
+        return {k: v for k, v in r["config"].items() if k not in LENGTH_FIELDS}
+
+    pairs = []
+    for r in records:
+        shorter = [b for b in records if (b["dataset"], b["seed"]) == (r["dataset"], r["seed"])
+                   and b["epochs"] < r["epochs"] and rest(b) == rest(r)]
+        if shorter:
+            pairs.append((r, max(shorter, key=lambda b: b["epochs"])))
+    return pairs
+
+
 # ------------------------------------------------------------------------------- losses
 def _check_pair(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
     if a.ndim != 2 or a.shape != b.shape:

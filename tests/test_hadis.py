@@ -1,5 +1,6 @@
 """HaDis (decs.hadis): each loss against a hand computation, gradients against gradcheck, the
 EMA teacher, the augmentations, the training loop's resume to the identical result, bad inputs."""
+import dataclasses
 import json
 import math
 import os
@@ -339,3 +340,20 @@ def test_estimator_api(blobs):
         est._warn_if_degenerate(np.array([60, 60, 0]), np.array([40, 40, 40]))
     with pytest.raises(ValueError, match="n_clusters"):
         HaDis(n_clusters=0, profile="ci").fit(x)
+
+
+def test_longer_runs_pairs_runs_that_differ_only_in_length():
+    """hadis.longer_runs: the paper profile's 1,000 epochs pair with the longest shorter run of the
+    same dataset, seed and settings; another seed, the ablation without HSD and a run with a
+    changed learning rate are not length-only pairs."""
+    def rec(profile, epochs, warmup, seed=0, **changes):
+        cfg = {**dataclasses.asdict(hadis.get_hadis_config(profile, epochs=epochs, warmup_epochs=warmup)),
+               **changes}
+        return {"dataset": "usps", "seed": seed, "epochs": epochs, "config": cfg, "name": (profile, epochs, changes)}
+
+    cpu, cpu450, paper = rec("cpu", 150, 8), rec("cpu", 450, 23), rec("paper", 1000, 50)
+    others = [rec("cpu", 150, 8, seed=1), rec("paper", 1000, 50, hsd=False), rec("paper", 1000, 50, lr=0.1)]
+    pairs = hadis.longer_runs([paper, cpu, cpu450, *others])
+    assert [(a["name"], b["name"]) for a, b in pairs] == [(paper["name"], cpu450["name"]),
+                                                          (cpu450["name"], cpu["name"])]
+    assert hadis.longer_runs([paper, *others]) == []
