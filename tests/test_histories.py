@@ -8,9 +8,13 @@ what names the machine or the moment (wall times, environment, date, command) mu
 losses, accuracies, cluster sizes and confusion matrices at every evaluation, as floats, not to a
 tolerance.
 
-Float32 sums depend on the CPU's kernels, so bit-identity is defined on the platform the histories
-were saved on (the same torch version and CPU model, kept in the file); elsewhere the test is skipped
-and says why.
+Float32 sums depend on the CPU's kernels, so bit-identity is defined per platform: the torch
+version, the CPU's name, and the vector instructions the kernels may use (PyTorch's CPU capability
+and the CPU's AVX2/AVX-512/AMX flags: two virtual machines both named "AMD EPYC", one showing
+AVX-512 and one not, sum differently). Each file keeps one history per platform it was saved on;
+on a platform with none the test is skipped and says why. The first histories were saved before
+the instruction flags were part of the key, so their platform names none and matches no machine;
+`--save` on a machine adds (or replaces) that machine's own.
 """
 from __future__ import annotations
 
@@ -46,8 +50,23 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")  # flags that change kernels
+
+
+def _simd_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in SIMD_FLAGS if f in have)
+    except OSError:
+        pass
+    return "unknown"
+
+
 def platform_key() -> dict:
-    return {"torch": torch.__version__, "cpu": _cpu_model(), "machine": platform.machine()}
+    return {"torch": torch.__version__, "cpu": _cpu_model(), "machine": platform.machine(),
+            "kernels": torch.backends.cpu.get_cpu_capability(), "simd": _simd_flags()}
 
 
 def run_history(name: str, work: Path) -> dict:
@@ -68,8 +87,9 @@ def run_history(name: str, work: Path) -> dict:
     return {k: v for k, v in json.loads(record.read_text()).items() if k not in VOLATILE}
 
 
-def _saved(name: str) -> dict:
-    return json.loads((SAVED / f"{name}.json").read_text())
+def _saved(name: str) -> list[dict]:
+    """Every history of ``name``, one per platform: ``{"platform": ..., "record": ...}``."""
+    return json.loads((SAVED / f"{name}.json").read_text())["saved"]
 
 
 def _usps_available() -> bool:
@@ -81,9 +101,10 @@ def _usps_available() -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(RUNS))
 def test_a_pinned_run_gives_the_same_history_to_the_last_bit(name, tmp_path):
-    saved = _saved(name)
-    if saved["platform"] != platform_key():
-        pytest.skip(f"histories saved on {saved['platform']}; this is {platform_key()}")
+    here = platform_key()
+    saved = next((s for s in _saved(name) if s["platform"] == here), None)
+    if saved is None:
+        pytest.skip(f"histories saved on {[s['platform'] for s in _saved(name)]}; this is {here}")
     if not _usps_available():
         pytest.skip("USPS is not on this machine (set DECS_DATA)")
     got = run_history(name, tmp_path)
@@ -94,19 +115,25 @@ def test_a_pinned_run_gives_the_same_history_to_the_last_bit(name, tmp_path):
 
 def test_the_saved_histories_hold_every_evaluation():
     for name in RUNS:
-        record = _saved(name)["record"]
-        assert record["history"], name
-        assert record["dataset"] == "usps" and record["profile"] == "ci"
+        platforms = [s["platform"] for s in _saved(name)]
+        assert len({json.dumps(p, sort_keys=True) for p in platforms}) == len(platforms), name  # one each
+        for saved in _saved(name):
+            record = saved["record"]
+            assert record["history"], name
+            assert record["dataset"] == "usps" and record["profile"] == "ci"
 
 
 if __name__ == "__main__":  # python tests/test_histories.py --save [NAME ...]
     if "--save" not in sys.argv:
-        raise SystemExit("usage: python tests/test_histories.py --save [NAME ...]  (overwrites tests/histories/)")
+        raise SystemExit("usage: python tests/test_histories.py --save [NAME ...]  (adds or replaces this platform's histories)")
     SAVED.mkdir(exist_ok=True)
     for name in [a for a in sys.argv[1:] if a != "--save"] or list(RUNS):
         work = ROOT / ".histories-work"
         shutil.rmtree(work, ignore_errors=True)
         record = run_history(name, work)
         shutil.rmtree(work)
-        (SAVED / f"{name}.json").write_text(json.dumps({"platform": platform_key(), "record": record}, indent=1) + "\n")
-        print(f"saved {name}: {len(record['history'])} evaluations")
+        path = SAVED / f"{name}.json"
+        others = [s for s in (_saved(name) if path.exists() else []) if s["platform"] != platform_key()]
+        saved = others + [{"platform": platform_key(), "record": record}]
+        path.write_text(json.dumps({"saved": saved}, indent=1) + "\n")
+        print(f"saved {name} for {platform_key()}: {len(record['history'])} evaluations")
