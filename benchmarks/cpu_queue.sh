@@ -32,6 +32,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+# a new machine has no environment yet: make one first (make install: a few minutes), not a failed run per lane
+if [ -z "${DRY_RUN:-}" ] && [ "$PY" = .venv/bin/python ] && [ ! -x "$PY" ]; then
+    echo "[cpu_queue] no .venv here: make install"; make install || exit 1
+fi
 if [ -z "${DECS_DATA:-}" ] && [ -d ../shared/data ]; then export DECS_DATA="$(cd ../shared/data && pwd)"; fi
 export OMP_NUM_THREADS=1
 AUTHORS_COMMIT=${AUTHORS_COMMIT:-85f2586deb5a376383a915a772f4fa927e56d0c4}
