@@ -6,7 +6,6 @@ per-iteration diagnostics (:class:`Trace`), the t-SNE stages, and this book's re
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +19,7 @@ from .config import Config
 from .files import checkpoint_key, load_checkpoint, save_checkpoint, stage_provenance
 from .metrics import evaluate
 from .passes import batches, embed_all
+from .provenance import RunClock, tick
 from .stability import determinacy, sample_stability, soft_assign
 
 
@@ -145,7 +145,7 @@ class LoopState:
         self.trace = Trace(centroids.shape[0], x.device, cfg.otsu_bins)  # diagnostics since the last evaluation
         if "trace" in self.state:
             self.trace.load_state_dict(self.state["trace"])
-        self.t0 = time.perf_counter() - self.state["seconds"]
+        self.clock = RunClock(self.state["seconds"])  # less any time the process was stopped
         self.it = self.start = self.state["iteration"]
         if self.start > cfg.maxiter:
             raise ValueError(f"{checkpoint} is at iteration {self.start}, past maxiter={cfg.maxiter}; delete it "
@@ -169,7 +169,7 @@ class LoopState:
     def save(self) -> None:
         """Write the checkpoint: weights, optimiser, generator and this state."""
         self.state.update(iteration=self.it, order=self.order.cpu(), loss_sum=float(self.loss_sum),
-                          seconds=time.perf_counter() - self.t0, trace=self.trace.state_dict(),
+                          seconds=self.clock.seconds(), trace=self.trace.state_dict(),
                           target=None if self.target is None else self.target.cpu())
         save_checkpoint(self.checkpoint, {
             "encoder": self.encoder.state_dict(), "centroids": self.centroids.detach().cpu(),
@@ -245,6 +245,7 @@ class LoopState:
         """Count the step: its loss into the sum since the last evaluation, the iteration, the bar."""
         self.loss_sum += loss.detach()
         self.it += 1
+        tick()
         self.bar.update(1)
 
     def finish(self) -> None:

@@ -57,7 +57,7 @@ from .config import ConfigError, check_flag, check_real, check_subset, check_who
 from .metrics import evaluate
 from .device import get_device, make_generator
 from .files import load_checkpoint, save_checkpoint, save_torch, stage_provenance
-from .provenance import environment_info
+from .provenance import RunClock, environment_info, tick
 
 CHAPTER = "book/hadis"
 HADIS_PROFILES = ("ci", "cpu", "paper")
@@ -566,12 +566,12 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
         rec, labels_np = evaluate_epoch(0, None, 0)
         history, seconds, start = [rec], 0.0, 0
     processes, commits = stage_provenance(state, start < cfg.epochs, "the HaDis training")
-    t0 = time.perf_counter() - seconds
+    clock = RunClock(seconds)  # less any time the process was stopped
 
     def save(epoch: int) -> None:
         save_checkpoint(checkpoint, {"net": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                                      "history": history, "labels": labels_np, "epoch": epoch,
-                                     "seconds": time.perf_counter() - t0, "processes": processes, "commits": commits,
+                                     "seconds": clock.seconds(), "processes": processes, "commits": commits,
                                      "key": key})
 
     from tqdm.auto import tqdm
@@ -597,6 +597,7 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
             loss.backward()
             opt.step()
             ema_update(net.teacher, net.student, cfg.ema)
+            tick()
             sums["loss"] += loss.detach()
             for name in ("dsa", "hsd", "pcl"):
                 if sums[name] is not None:
@@ -610,7 +611,7 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
             save(epoch + 1)
     bar.close()
-    seconds = time.perf_counter() - t0
+    seconds = clock.seconds()
     feats = net.features(x, cfg.eval_batch_size)
     km = KMeans(n_clusters=n_clusters, n_init=cfg.final_n_init, random_state=seed)
     final = km.fit_predict(feats.cpu().double().numpy()).astype(np.int64)
@@ -637,7 +638,7 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: HaDisConfig, seed: int = 0, device:
         raise ValueError("run() needs labels y to score the clustering; use decs.estimator.HaDis for unlabelled data.")
     y = np.asarray(y)
     device = get_device(device)
-    t_start = time.perf_counter()
+    this_call = RunClock()
     environment = environment_info(device)
     x = x.to(device)
     k = int(len(np.unique(y)))
@@ -653,10 +654,11 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: HaDisConfig, seed: int = 0, device:
         "epochs": res.epochs, "history": res.history, "config": cfg.to_dict(),
         "adaptation": "this book's adaptation of HaDis to grey digits (decs.hadis): DigitEncoder backbone, "
                       "crop/rotation/stroke augmentations; not the authors' ResNet-18 and colour augmentations",
-        "wall_time_s": {"train": round(res.seconds, 1), "this_call": round(time.perf_counter() - t_start, 1),
+        "wall_time_s": {"train": round(res.seconds, 1), "this_call": round(this_call.seconds(), 1),
                         "processes": {"train": res.processes},
-                        "note": "train is summed over interrupted and resumed sessions and includes each "
-                                "epoch's k-means; processes says how many it took (a run resumed twice took 3)"},
+                        "note": "train is summed over interrupted and resumed sessions, less any time a "
+                                "process was stopped (kill -STOP ... -CONT), and includes each epoch's k-means; "
+                                "processes says how many it took (a run resumed twice took 3)"},
         "environment": {**environment, "commits": {"train": res.commits}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -1,13 +1,17 @@
 """Provenance: what a record says about the code and the machine that made it — the commit this
-process imported (and the files that differed from it), versions, device, processes — and the
-command line that gives a benchmark's record again. Read in :doc:`/book/reproducibility`.
+process imported (and the files that differed from it), versions, device, processes — the seconds
+a run took (:class:`RunClock`) and the command line that gives a benchmark's record again. Read
+in :doc:`/book/reproducibility`.
 """
 from __future__ import annotations
 
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import torch
@@ -81,3 +85,56 @@ def benchmark_command(script: str, args) -> str:
     options = (f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                for k, v in vars(args).items() if v is not None and k != "out")
     return " ".join(["python", script, *options])
+
+
+# ------------------------------------------------------------------------------- run time
+# A long run's cores are sometimes freed for a while with `kill -STOP`, then `kill -CONT` (as while
+# the tests run beside it). Wall time would count the stop; these count it once, here, and subtract it.
+_stopped = 0.0                     # seconds this process has spent stopped so far
+_last_tick = time.perf_counter()   # when a training loop last finished a step
+_handler = False
+
+
+def tick() -> None:
+    """Mark a training step done; the loops call it every step. A stop is measured from the last
+    tick to the ``SIGCONT`` that ends it, so it is known to within the step it interrupted
+    (:class:`RunClock`, :doc:`/book/reproducibility`)."""
+    global _last_tick
+    _last_tick = time.perf_counter()
+
+
+def _continued(signum, frame) -> None:
+    global _stopped
+    now = time.perf_counter()
+    _stopped += now - _last_tick
+    tick()
+
+
+def _install_handler() -> None:
+    """Handle ``SIGCONT`` once per process, from the main thread (Python's rule), and only where
+    nothing else handles it; elsewhere a :class:`RunClock` is a plain wall clock."""
+    global _handler
+    if _handler or not hasattr(signal, "SIGCONT") or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGCONT) == signal.SIG_DFL:
+        signal.signal(signal.SIGCONT, _continued)
+        _handler = True
+
+
+class RunClock:
+    """The seconds a stage of a run has taken: wall time since this clock began, plus ``earlier``
+    (what earlier processes spent on the stage, from its checkpoint), less the time this process
+    was stopped (``kill -STOP`` … ``kill -CONT``). A stopped process cannot see its stop begin,
+    but it sees the ``SIGCONT`` that ends it: the time since the loop's last :func:`tick` is
+    counted as stopped. The records' ``wall_time_s`` and the checkpoints' ``seconds`` come from
+    here (:doc:`/book/reproducibility`)."""
+
+    def __init__(self, earlier: float = 0.0):
+        _install_handler()
+        tick()
+        self._start = time.perf_counter() - earlier
+        self._stopped_before = _stopped
+
+    def seconds(self) -> float:
+        """Seconds so far: ``earlier`` plus this process's running time since the clock began."""
+        return time.perf_counter() - self._start - (_stopped - self._stopped_before)

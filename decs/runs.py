@@ -24,7 +24,7 @@ from .metrics import confusion, evaluate
 from .models import ConvAutoencoder, make_autoencoder
 from .passes import embed, embed_all, recalibrate_batchnorm
 from .paths import checkpoints_root
-from .provenance import environment_info
+from .provenance import RunClock, environment_info
 from .train import ClusterResult, check_method, cluster, kmeans_init, pretrain
 
 
@@ -128,9 +128,9 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     pre_processes, pre_commits = stage_provenance(saved, pretrained_here, "the pretraining")
     distributed.broadcast_module(model)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    t0 = time.perf_counter()
+    km_clock = RunClock()
     centroids, km_labels = kmeans_start(model.encoder, x, n_clusters, cfg, seed)
-    t_km = time.perf_counter() - t0
+    t_km = km_clock.seconds()
     gen = make_generator(x.device, seed + 1)  # the clustering stage's own stream
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
@@ -184,7 +184,7 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
     y = np.asarray(y)
     device = get_device(device)
     distributed.init_from_env(device)  # under torchrun: join the other processes
-    t_start = time.perf_counter()
+    this_call = RunClock()
     environment = environment_info(device)
     x = x.to(device)
     n_clusters = int(len(np.unique(y)))
@@ -211,11 +211,12 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
         "history": res.history, "pretrain_loss": fitted.pretrain_loss,
         "config": cfg.to_dict(),
         "wall_time_s": {"pretrain": round(fitted.pretrain_seconds, 1), "kmeans": round(fitted.kmeans_seconds, 1),
-                        "cluster": round(res.seconds, 1), "this_call": round(time.perf_counter() - t_start, 1),
+                        "cluster": round(res.seconds, 1), "this_call": round(this_call.seconds(), 1),
                         "processes": {"pretrain": fitted.pretrain_processes, "cluster": res.processes},
-                        "note": "pretrain and cluster are summed over interrupted and resumed sessions, and "
-                                "processes says how many each took (a run resumed twice took 3); a pretraining "
-                                "reused from a checkpoint reports its original time and count"},
+                        "note": "pretrain and cluster are summed over interrupted and resumed sessions, less "
+                                "any time a process was stopped (kill -STOP ... -CONT); processes says how many "
+                                "each took (a run resumed twice took 3); a pretraining reused from a checkpoint "
+                                "reports its original time and count"},
         "environment": {**environment, "commits": {"pretrain": fitted.pretrain_commits, "cluster": res.commits}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

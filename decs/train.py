@@ -17,7 +17,6 @@ never reached.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,6 +36,7 @@ from .device import autocast
 from .files import checkpoint_key, load_checkpoint, save_checkpoint, stage_provenance
 from .models import ConvAutoencoder
 from .passes import augment, clustering_batch, epoch_batches
+from .provenance import RunClock, tick
 from .stability import balance_penalty, instability, otsu_threshold, soft_assign
 
 
@@ -64,7 +64,7 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
         generator.set_state(state["generator"])
     losses, stream = (state["losses"], state.get("stream")) if state else ([], None)
     processes, commits = stage_provenance(state, len(losses) < cfg.pretrain_epochs, "the pretraining")
-    t0 = time.perf_counter() - (state["seconds"] if state else 0.0)
+    clock = RunClock(state["seconds"] if state else 0.0)  # less any time the process was stopped
     model.train()
     bar = tqdm(range(len(losses), cfg.pretrain_epochs), desc="pretrain", disable=not progress,
                initial=len(losses), total=cfg.pretrain_epochs)
@@ -81,18 +81,19 @@ def pretrain(model: ConvAutoencoder, x: torch.Tensor, cfg: Config, generator: to
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            tick()
             total += loss.detach() * len(idx)
             seen += len(idx)
         losses.append(float(total) / seen)
         bar.set_postfix(mse=f"{losses[-1]:.5f}")
         if len(losses) == cfg.pretrain_epochs or len(losses) % 10 == 0 or len(losses) in snapshots:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": generator.get_state(),
-                     "losses": losses, "key": key, "seconds": time.perf_counter() - t0, "stream": stream,
+                     "losses": losses, "key": key, "seconds": clock.seconds(), "stream": stream,
                      "processes": processes, "commits": commits}
             save_pretraining(checkpoint, state, snapshots)
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
-    return losses, time.perf_counter() - t0
+    return losses, clock.seconds()
 
 
 def keras_epsilon(opt: torch.optim.Adam) -> None:

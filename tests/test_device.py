@@ -1,6 +1,12 @@
 """How fast the machine could be: the CPU read from /proc/cpuinfo, its float32 peak, and the
 operations a pretraining step does (decs.provenance.cpu_info, decs.device.fp32_peak and
-pretrain_step_flops; book/reproducibility)."""
+pretrain_step_flops; book/reproducibility); and how long a run took, its stops left out
+(decs.provenance.RunClock)."""
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
@@ -44,3 +50,38 @@ def test_a_step_counts_the_forward_pass_and_the_gradients_the_backward_pass_comp
     flops = pretrain_step_flops(torch.nn.Sequential(one, two), torch.rand(b, 1, h, w))
     assert flops == (fwd[0] + fwd[1]) + (fwd[0]) + (2 * fwd[1])
     assert one.weight.grad is None and two.weight.grad is None        # cleared afterwards
+
+
+CLOCK_CHILD = """
+import sys, time
+from decs.provenance import RunClock, tick
+clock, wall0 = RunClock(earlier=5.0), time.perf_counter()
+print("started", flush=True)
+for _ in range(300):          # about 1.5 s of steps, however fast the machine
+    time.sleep(0.005)
+    tick()
+print(clock.seconds() - 5.0, time.perf_counter() - wall0, flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
+def test_a_run_clock_leaves_out_the_time_its_process_was_stopped():
+    """decs.provenance.RunClock: a process stopped for 2 s (kill -STOP, then -CONT) in the middle
+    of its steps reports its running time, not the wall time: the 2 s (to within a step and the
+    scheduler's delays) are missing from its seconds, and nothing else is; `earlier` is added."""
+    child = subprocess.Popen([sys.executable, "-c", CLOCK_CHILD], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "started"
+    time.sleep(0.3)                    # stopped while stepping: the loop needs at least 1.5 s
+    child.send_signal(signal.SIGSTOP)
+    time.sleep(2.0)
+    child.send_signal(signal.SIGCONT)
+    seconds, wall = map(float, child.stdout.readline().split())
+    assert child.wait(timeout=60) == 0
+    assert wall >= 1.5 + 2.0 and 1.9 <= wall - seconds <= 2.5, (seconds, wall)
+
+
+def test_a_run_clock_adds_the_seconds_of_earlier_processes():
+    from decs.provenance import RunClock
+
+    clock = RunClock(earlier=100.0)
+    assert 100.0 <= clock.seconds() < 101.0
