@@ -23,10 +23,11 @@
 # the same network (lane A, converted by benchmarks/authors_tf_weights.py --to-ours).
 # Then the protocol rows, `paper` profile unchanged (issues 26 and 27), each k-means on pixels, DECS
 # and DEC from one pretraining: lane A HaDis at its paper length on USPS first (the shortest run
-# left: 4-5 h on one core, where an MNIST-test row takes 8-12 h, so it is the one that can finish
-# when a machine is replaced between sessions and every checkpoint is lost), then their 500-epoch
-# network in our loop, MNIST-test seed 2, Fashion-MNIST seed 0; lane B MNIST-test seed 1, then
-# MNIST seed 0. queue_status prints the hours each checkpointed stage has left at its own rate.
+# left: 5 h on one core of an AVX2-only machine, where an MNIST-test row takes 8-12 h, so the first
+# to finish while sessions are 3 h and a machine may be replaced between them, losing every
+# checkpoint), then their 500-epoch network in our loop, MNIST-test seed 2, Fashion-MNIST seed 0;
+# lane B MNIST-test seed 1, then MNIST seed 0. queue_status prints the hours each checkpointed
+# stage has left at its own rate.
 # DRY_RUN=1 prints the commands instead of running them. Commit records as they appear (then
 # python tools/sync_results_manifest.py).
 set -uo pipefail
