@@ -16,9 +16,8 @@ runs again from the beginning, and the note of the session says so.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 from decs.config import get_config
 from decs.files import CheckpointError, read_checkpoint
@@ -33,11 +32,15 @@ def trained_by(saved: dict) -> str:
     return f"; {n} process{'es' * (n != 1)}, code {commits}"
 
 
-def left(done: int, total: int | None, seconds: float) -> str:
-    """The hours still to go at the rate so far ("" when the total or the rate is unknown)."""
-    if not total or not done or total <= done:
+def pace(done: int, total: int | None, seconds: float, unit: str, digits: int = 1) -> str:
+    """The seconds per epoch or iteration so far, and the hours still to go at that rate (each left
+    out where it is unknown: nothing done yet, or no total)."""
+    if not done:
         return ""
-    return f", {(total - done) * seconds / done / 3600:.1f} h left at this rate"
+    text = f", {seconds / done:.{digits}f} s/{unit}"
+    if total and total > done:
+        text += f", {(total - done) * seconds / done / 3600:.1f} h left at this rate"
+    return text
 
 
 def clustering_iterations(path: Path) -> int | None:
@@ -63,21 +66,18 @@ def describe(path: Path) -> str:
     if "losses" in state:  # pretraining
         done, secs = len(state["losses"]), state.get("seconds", 0.0)
         total = (state.get("key") or {}).get("pretrain_epochs")
-        rate = f", {secs / done:.1f} s/epoch" if done else ""
-        return (f"{path}: pretraining {done}/{total if total is not None else '?'} epochs{rate}"
-                f"{left(done, total, secs)}{trained_by(state)}")
+        return (f"{path}: pretraining {done}/{total if total is not None else '?'} epochs"
+                f"{pace(done, total, secs, 'epoch')}{trained_by(state)}")
     if "state" in state and "iteration" in state["state"]:  # a DECS or DEC clustering run
         st = state["state"]
         it, secs = st["iteration"], st.get("seconds", 0.0)
-        rate = f", {secs / it:.3f} s/iteration" if it else ""
-        return (f"{path}: clustering at iteration {it:,}{rate}"
-                f"{left(it, clustering_iterations(path), secs)}{trained_by(st)}")
+        return (f"{path}: clustering at iteration {it:,}"
+                f"{pace(it, clustering_iterations(path), secs, 'iteration', 3)}{trained_by(st)}")
     if "epoch" in state:  # HaDis
         done, secs = state["epoch"], state.get("seconds", 0.0)
         total = (state.get("key") or {}).get("epochs")
-        rate = f", {secs / done:.1f} s/epoch" if done else ""
-        return (f"{path}: HaDis at epoch {done}/{total if total is not None else '?'}{rate}"
-                f"{left(done, total, secs)}{trained_by(state)}")
+        return (f"{path}: HaDis at epoch {done}/{total if total is not None else '?'}"
+                f"{pace(done, total, secs, 'epoch')}{trained_by(state)}")
     return f"{path}: a checkpoint of unknown kind"
 
 

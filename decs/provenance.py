@@ -57,11 +57,16 @@ def environment_info(device: torch.device) -> dict:
     return info
 
 
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")  # flags that change kernels
+
+
 def cpu_info(path: str = "/proc/cpuinfo") -> dict:
     """What the CPU is, from the kernel's ``/proc/cpuinfo`` (first processor): its name, vendor,
     family and model numbers (which name the microarchitecture), the clock the kernel reports in
-    MHz and whether it has AVX-512; empty where that file does not exist (not Linux). The
-    reproducibility page works the float32 peak out of it (:func:`decs.device.fp32_peak`)."""
+    MHz, whether it has AVX-512, and which of the vector instructions in ``SIMD_FLAGS`` it shows
+    (they decide which kernels PyTorch runs, and so how float sums round); empty where that file
+    does not exist (not Linux). The reproducibility page works the float32 peak out of it
+    (:func:`decs.device.fp32_peak`)."""
     try:
         text = open(path, encoding="utf-8").read().split("\n\n")[0]
     except OSError:
@@ -71,7 +76,8 @@ def cpu_info(path: str = "/proc/cpuinfo") -> dict:
     number = {"family": "cpu family", "model": "model"}
     out = {"name": fields.get("model name"), "vendor": fields.get("vendor_id"),
            **{k: int(fields[v]) for k, v in number.items() if fields.get(v, "").isdigit()},
-           "avx512": "avx512f" in fields.get("flags", "").split()}
+           "avx512": "avx512f" in fields.get("flags", "").split(),
+           "simd": [f for f in SIMD_FLAGS if f in fields.get("flags", "").split()]}
     if fields.get("cpu MHz"):
         out["mhz"] = float(fields["cpu MHz"])
     return out
@@ -97,8 +103,9 @@ _handler = False
 
 def tick() -> None:
     """Mark a training step done; the loops call it every step. A stop is measured from the last
-    tick to the ``SIGCONT`` that ends it, so it is known to within the step it interrupted
-    (:class:`RunClock`, :doc:`/book/reproducibility`)."""
+    tick to the ``SIGCONT`` that ends it, so it is known to within the step it interrupted (or
+    the full-data evaluation or k-means between steps, which tick nothing; :class:`RunClock`,
+    :doc:`/book/reproducibility`)."""
     global _last_tick
     _last_tick = time.perf_counter()
 

@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from decs.provenance import cpu_info
+
 ROOT = Path(__file__).resolve().parents[1]
 SAVED = Path(__file__).with_name("histories")
 VOLATILE = {"wall_time_s", "environment", "created", "command"}
@@ -40,33 +42,13 @@ RUNS = {  # name -> (number of processes, method)
 }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")  # flags that change kernels
-
-
-def _simd_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return " ".join(f for f in SIMD_FLAGS if f in have)
-    except OSError:
-        pass
-    return "unknown"
-
-
 def platform_key() -> dict:
-    return {"torch": torch.__version__, "cpu": _cpu_model(), "machine": platform.machine(),
-            "kernels": torch.backends.cpu.get_cpu_capability(), "simd": _simd_flags()}
+    """Torch, the CPU's name and vector instructions (decs.provenance.cpu_info), and the kernels
+    PyTorch picked for them."""
+    cpu = cpu_info()
+    return {"torch": torch.__version__, "cpu": cpu.get("name") or platform.processor() or platform.machine(),
+            "machine": platform.machine(), "kernels": torch.backends.cpu.get_cpu_capability(),
+            "simd": " ".join(cpu["simd"]) if cpu else "unknown"}
 
 
 def run_history(name: str, work: Path) -> dict:
