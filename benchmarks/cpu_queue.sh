@@ -25,8 +25,9 @@
 # and DEC from one pretraining: lane A HaDis at its paper length on USPS first (the shortest run
 # left: 5 h on one core of an AVX2-only machine, where an MNIST-test row takes 8-12 h, so the first
 # to finish while sessions are 3 h and a machine may be replaced between them, losing every
-# checkpoint), then their 500-epoch network in our loop, MNIST-test seed 2, Fashion-MNIST seed 0;
-# lane B MNIST-test seed 1, then MNIST seed 0. queue_status prints the hours each checkpointed
+# checkpoint), then their 500-epoch network in our loop, Fashion-MNIST seed 0 (issue 27's row),
+# MNIST-test seed 2 (issue 26, blocked: its last seed); lane B MNIST-test seed 1 (well under way),
+# then MNIST seed 0. queue_status prints the hours each checkpointed
 # stage has left at its own rate.
 # DRY_RUN=1 prints the commands instead of running them. Commit records as they appear (then
 # python tools/sync_results_manifest.py).
@@ -86,8 +87,9 @@ lane_a() {
     if [ -n "${DRY_RUN:-}" ] || [ -e "$THEIRS_E500" ]; then   # their 500-epoch network in our loop
         run train --dataset mnist-test --profile paper --seed 0 --method decs --start-from "$THEIRS_E500"
     fi
-    run reproduce --dataset mnist-test --profile paper --seeds 2 --model-files none
+    # issue 27's rows before issue 26's last seed: Fashion-MNIST seed 0, then MNIST-test seed 2
     run reproduce --dataset fashion-mnist --profile paper --seeds 0 --model-files none
+    run reproduce --dataset mnist-test --profile paper --seeds 2 --model-files none
 }
 lane_b() {
     if [ -n "${THEIR_MNIST_TEST:-}" ]; then
