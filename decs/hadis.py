@@ -194,22 +194,38 @@ def variant_name(hsd: bool) -> str:
 LENGTH_FIELDS = ("profile", "epochs", "warmup_epochs")  # what sets a run's length, and nothing else
 
 
+def differ_only_in(a: dict, b: dict, fields: tuple[str, ...]) -> bool:
+    """Whether two HaDis records are of one dataset and seed and their settings (``config``) differ
+    in nothing but ``fields``. See :doc:`/book/hadis`."""
+    def rest(r: dict) -> dict:
+        return {k: v for k, v in r["config"].items() if k not in fields}
+
+    return (a["dataset"], a["seed"]) == (b["dataset"], b["seed"]) and rest(a) == rest(b)
+
+
 def longer_runs(records: list[dict]) -> list[tuple[dict, dict]]:
     """Pairs ``(longer, shorter)`` of HaDis records of one dataset and seed whose settings differ
     only in length (``LENGTH_FIELDS``: the epochs, the warm-up that goes with them, the profile
     that sets both), e.g. the ``paper`` profile's 1,000 epochs beside the ``cpu`` profile's 150 or a
     ``cpu`` run with ``--set epochs=450 warmup_epochs=23``. Each longer run is paired with the
     longest shorter one; a run with no shorter partner is left out. See :doc:`/book/hadis`."""
-    def rest(r: dict) -> dict:
-        return {k: v for k, v in r["config"].items() if k not in LENGTH_FIELDS}
-
     pairs = []
     for r in records:
-        shorter = [b for b in records if (b["dataset"], b["seed"]) == (r["dataset"], r["seed"])
-                   and b["epochs"] < r["epochs"] and rest(b) == rest(r)]
+        shorter = [b for b in records if b["epochs"] < r["epochs"] and differ_only_in(r, b, LENGTH_FIELDS)]
         if shorter:
             pairs.append((r, max(shorter, key=lambda b: b["epochs"])))
     return pairs
+
+
+def more_restarts(records: list[dict]) -> list[tuple[dict, dict]]:
+    """Pairs ``(more, one)`` of HaDis records of one dataset and seed whose settings differ only in
+    ``kmeans_n_init``: the first with more than one k-means restart per epoch (e.g. ``--set
+    kmeans_n_init=10``), the second with the authors' one. See :doc:`/book/hadis`."""
+    def restarts(r: dict) -> int:
+        return r["config"].get("kmeans_n_init", 1)
+
+    return [(r, b) for r in records if restarts(r) > 1 for b in records
+            if restarts(b) == 1 and differ_only_in(r, b, ("kmeans_n_init",))]
 
 
 # ------------------------------------------------------------------------------- losses

@@ -74,10 +74,10 @@ def cpu_info(path: str = "/proc/cpuinfo") -> dict:
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     number = {"family": "cpu family", "model": "model"}
+    flags = set(fields.get("flags", "").split())
     out = {"name": fields.get("model name"), "vendor": fields.get("vendor_id"),
            **{k: int(fields[v]) for k, v in number.items() if fields.get(v, "").isdigit()},
-           "avx512": "avx512f" in fields.get("flags", "").split(),
-           "simd": [f for f in SIMD_FLAGS if f in fields.get("flags", "").split()]}
+           "avx512": "avx512f" in flags, "simd": [f for f in SIMD_FLAGS if f in flags]}
     if fields.get("cpu MHz"):
         out["mhz"] = float(fields["cpu MHz"])
     return out

@@ -357,3 +357,21 @@ def test_longer_runs_pairs_runs_that_differ_only_in_length():
     assert [(a["name"], b["name"]) for a, b in pairs] == [(paper["name"], cpu450["name"]),
                                                           (cpu450["name"], cpu["name"])]
     assert hadis.longer_runs([paper, *others]) == []
+
+
+def test_more_restarts_pairs_runs_that_differ_only_in_kmeans_restarts():
+    """hadis.more_restarts: a run with ten k-means restarts per epoch pairs with the run of one
+    restart of the same dataset, seed and settings, and with nothing else (another seed, another
+    length, the ablation without HSD)."""
+    def rec(seed=0, **changes):
+        cfg = {**dataclasses.asdict(hadis.get_hadis_config("cpu")), **changes}
+        return {"dataset": "usps", "seed": seed, "config": cfg, "name": (seed, tuple(sorted(changes)))}
+
+    one, ten = rec(), rec(kmeans_n_init=10)
+    others = [rec(seed=1), rec(epochs=450), rec(hsd=False)]
+    pairs = hadis.more_restarts([one, ten, *others])
+    assert [(a["name"], b["name"]) for a, b in pairs] == [(ten["name"], one["name"])]
+    assert hadis.more_restarts([ten, *others]) == []
+    ten_off = rec(kmeans_n_init=10, hsd=False)   # the ablation pairs with the ablation only
+    assert [(a["name"], b["name"]) for a, b in hadis.more_restarts([one, ten_off, *others])] == [
+        (ten_off["name"], others[2]["name"])]
