@@ -25,11 +25,13 @@ from decs.paths import checkpoints_root
 
 
 def trained_by(saved: dict) -> str:
-    """How many processes trained a stage so far, and the code they ran (decs.files.stage_provenance;
-    one process and "not recorded" for a checkpoint older than either)."""
+    """How many processes trained a stage so far, the threads of each ("?" where not recorded) and the
+    code they ran (decs.files.stage_provenance; one process and "not recorded" for a checkpoint older
+    than either)."""
     commits = ", ".join(c[:8] if c else "not recorded" for c in saved.get("commits", [None]))
     n = saved.get("processes", 1)
-    return f"; {n} process{'es' * (n != 1)}, code {commits}"
+    threads = ", ".join("?" if t is None else str(t) for t in saved.get("threads", [None] * n))
+    return f"; {n} process{'es' * (n != 1)} (threads {threads}), code {commits}"
 
 
 def pace(done: int, total: int | None, seconds: float, unit: str, digits: int = 1) -> str:

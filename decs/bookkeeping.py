@@ -137,8 +137,8 @@ class LoopState:
         self.key = checkpoint_key(**key) if key is not None else None  # later settings at their defaults drop out
         resumed = self._resume()
         trains_here = self.state["iteration"] < cfg.maxiter
-        self.state["processes"], self.state["commits"] = stage_provenance(self.state if resumed else None,
-                                                                          trains_here, "the clustering")
+        self.state["processes"], self.state["commits"], self.state["threads"] = stage_provenance(
+            self.state if resumed else None, trains_here, "the clustering")
         self.order = self.state["order"].to(x.device)
         self.target = None if self.state["target"] is None else self.state["target"].to(x.device)  # DEC's P
         self.loss_sum = torch.tensor(self.state["loss_sum"], device=x.device)

@@ -85,7 +85,8 @@ class Config:
                                     # opt-in for speed, not the paper's (decs.device.autocast)
     # --- bookkeeping -----------------------------------------------------------------------
     eval_batch_size: int = 512      # batch size of full-data passes under no_grad
-    checkpoint_every: int = 1000    # save a checkpoint every this many iterations (and every 10 epochs)
+    checkpoint_every: int = 1000    # save a checkpoint every this many iterations (the pretraining's:
+                                    # every 10 epochs, and every 10 minutes, decs.train.SAVE_EVERY_S)
 
     def __post_init__(self):
         check_config(self)

@@ -124,7 +124,7 @@ def this_commit() -> str | None:
 
 
 def stage_provenance(saved: dict | None, trains_here: bool,
-                     what: str = "stage") -> tuple[int, list[str | None]]:
+                     what: str = "stage") -> tuple[int, list[str | None], list[int | None]]:
     """Who trained a resumable stage, as its record keeps it (:doc:`/book/reproducibility`):
 
     - how many processes it has taken, this one included: those its checkpoint ``saved`` counted
@@ -134,7 +134,11 @@ def stage_provenance(saved: dict | None, trains_here: bool,
     - the commits of the code that trained it, oldest first: those ``saved`` lists (``None``, "not
       recorded", for a checkpoint written before the list existed), then this process's
       (:func:`this_commit`) when it trains and the last one differs, kept under
-      ``environment.commits``.
+      ``environment.commits``;
+    - the torch threads of each of those processes, in order (``None``, "not recorded", for the
+      processes of a checkpoint written before the list existed), kept under
+      ``wall_time_s.threads``: a stage's seconds mean little without them when a resumed process
+      ran on more cores than the one before.
 
     Resuming with other code warns, naming both commits, so a stage trained by two versions of the
     code says so. ``what`` names the stage in the warning, e.g. ``"the pretraining"``."""
@@ -148,7 +152,10 @@ def stage_provenance(saved: dict | None, trains_here: bool,
                           "the record names both (environment.commits). To keep one version, check out "
                           f"{commits[-1] or 'the commit that wrote it'} or delete the checkpoint.", stacklevel=2)
         commits.append(here)
-    return processes, commits
+    threads = [] if saved is None else list(saved.get("threads", [None] * (processes - int(trains_here))))
+    if trains_here:
+        threads.append(torch.get_num_threads())
+    return processes, commits, threads
 
 
 def load_checkpoint(path: Path | str | None, key, what: str) -> dict | None:

@@ -522,6 +522,7 @@ class HaDisResult:
     seconds: float = 0.0
     processes: int = 1  # how many processes the training took (files.stage_provenance)
     commits: list = field(default_factory=list)  # the code that trained it (files.stage_provenance)
+    threads: list = field(default_factory=list)  # each process's torch threads (files.stage_provenance)
 
 
 def _key(cfg: HaDisConfig, seed: int, n: int, shape, n_clusters: int) -> dict:
@@ -581,14 +582,14 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
     else:
         rec, labels_np = evaluate_epoch(0, None, 0)
         history, seconds, start = [rec], 0.0, 0
-    processes, commits = stage_provenance(state, start < cfg.epochs, "the HaDis training")
+    processes, commits, threads = stage_provenance(state, start < cfg.epochs, "the HaDis training")
     clock = RunClock(seconds)  # less any time the process was stopped
 
     def save(epoch: int) -> None:
         save_checkpoint(checkpoint, {"net": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                                      "history": history, "labels": labels_np, "epoch": epoch,
                                      "seconds": clock.seconds(), "processes": processes, "commits": commits,
-                                     "key": key})
+                                     "threads": threads, "key": key})
 
     from tqdm.auto import tqdm
     bar = tqdm(range(start, cfg.epochs), desc="hadis" if cfg.hsd else "propos", disable=not progress,
@@ -633,7 +634,7 @@ def fit_hadis(x: torch.Tensor, n_clusters: int, cfg: HaDisConfig, seed: int = 0,
     final = km.fit_predict(feats.cpu().double().numpy()).astype(np.int64)
     return HaDisResult(net=net, labels=final, centers=km.cluster_centers_.astype(np.float32), features=feats,
                        history=history, epochs=cfg.epochs, seconds=seconds, processes=processes,
-                      commits=commits)
+                       commits=commits, threads=threads)
 
 
 def checkpoint_path(dataset: str, cfg: HaDisConfig, seed: int) -> Path:
@@ -671,10 +672,11 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: HaDisConfig, seed: int = 0, device:
         "adaptation": "this book's adaptation of HaDis to grey digits (decs.hadis): DigitEncoder backbone, "
                       "crop/rotation/stroke augmentations; not the authors' ResNet-18 and colour augmentations",
         "wall_time_s": {"train": round(res.seconds, 1), "this_call": round(this_call.seconds(), 1),
-                        "processes": {"train": res.processes},
+                        "processes": {"train": res.processes}, "threads": {"train": res.threads},
                         "note": "train is summed over interrupted and resumed sessions, less any time a "
                                 "process was stopped (kill -STOP ... -CONT), and includes each epoch's k-means; "
-                                "processes says how many it took (a run resumed twice took 3)"},
+                                "processes says how many it took (a run resumed twice took 3) and threads the "
+                                "torch threads of each of them in order (null: not recorded)"},
         "environment": {**environment, "commits": {"train": res.commits}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -100,6 +100,24 @@ def wall_seconds(rec: dict) -> float:
     return float(sum(w[k] for k in parts))
 
 
+def threads_used(rec: dict) -> str:
+    """The torch threads a run trained on, in a few words: "1 thread" when every process of every
+    part ran on one, else each part's processes in order ("train: ?, ?, 2", "?" where a process's
+    count was not recorded); for a record older than ``wall_time_s.threads``, the threads of the
+    process that wrote it (``environment.torch_threads``). Used in :doc:`/book/hadis` and
+    :doc:`/book/reproducibility`."""
+    parts = rec.get("wall_time_s", {}).get("threads")
+    if not parts:
+        n = rec.get("environment", {}).get("torch_threads")
+        return "threads not recorded" if n is None else f"{n} thread{'s' * (n != 1)}"
+    counts = {t for ts in parts.values() for t in ts}
+    if len(counts) == 1 and None not in counts:
+        n = counts.pop()
+        return f"{n} thread{'s' * (n != 1)}"
+    return "threads by process, " + "; ".join(
+        f"{part}: {', '.join('?' if t is None else str(t) for t in ts)}" for part, ts in parts.items() if ts)
+
+
 # Runs of the authors' TensorFlow code (benchmarks/authors_tf.py), by what they are for.
 AUTHORS_KINDS = ("end to end", "given weights", "network kept", "speed")
 SHORT_CLUSTERING = 1000  # iterations: fewer, and a run that kept its network was run for the network

@@ -102,6 +102,7 @@ class Fitted:
     kmeans_seconds: float
     pretrain_processes: int = 1  # how many processes the pretraining took (0: given, not trained)
     pretrain_commits: list = field(default_factory=list)  # the code that pretrained it ([]: given)
+    pretrain_threads: list = field(default_factory=list)  # each of its processes' torch threads
 
 
 def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "decs", seed: int = 0,
@@ -125,7 +126,7 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     model, losses, t_pre = pretrained_autoencoder(x, cfg, seed, ckdir, progress, network, start)
     saved = read_checkpoint(ckdir / "pretrain.pt") if ckdir is not None and start is None else None
     pretrained_here = saved is None and start is None  # no checkpoint: this process pretrained it
-    pre_processes, pre_commits = stage_provenance(saved, pretrained_here, "the pretraining")
+    pre_processes, pre_commits, pre_threads = stage_provenance(saved, pretrained_here, "the pretraining")
     distributed.broadcast_module(model)
     pretrained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     km_clock = RunClock()
@@ -135,7 +136,8 @@ def fit_clusters(x: torch.Tensor, n_clusters: int, cfg: Config, method: str = "d
     res = cluster(model.encoder, centroids, x, cfg, gen, method=method, y=y,
                   checkpoint=ckdir / f"{method}{tag}.pt" if ckdir else None, progress=progress,
                   on_eval=on_eval, key=clustering_key(cfg, method, seed, n_clusters, network), stages=stages)
-    return Fitted(model, res, pretrained, losses, t_pre, km_labels, t_km, pre_processes, pre_commits)
+    return Fitted(model, res, pretrained, losses, t_pre, km_labels, t_km, pre_processes, pre_commits,
+                  pre_threads)
 
 
 def kmeans_start(encoder: nn.Module, x: torch.Tensor, n_clusters: int, cfg: Config, seed: int
@@ -213,9 +215,11 @@ def run(x: torch.Tensor, y: np.ndarray, cfg: Config, method: str = "decs", seed:
         "wall_time_s": {"pretrain": round(fitted.pretrain_seconds, 1), "kmeans": round(fitted.kmeans_seconds, 1),
                         "cluster": round(res.seconds, 1), "this_call": round(this_call.seconds(), 1),
                         "processes": {"pretrain": fitted.pretrain_processes, "cluster": res.processes},
+                        "threads": {"pretrain": fitted.pretrain_threads, "cluster": res.threads},
                         "note": "pretrain and cluster are summed over interrupted and resumed sessions, less "
                                 "any time a process was stopped (kill -STOP ... -CONT); processes says how many "
-                                "each took (a run resumed twice took 3); a pretraining reused from a checkpoint "
+                                "each took (a run resumed twice took 3) and threads the torch threads of each "
+                                "of them in order (null: not recorded); a pretraining reused from a checkpoint "
                                 "reports its original time and count"},
         "environment": {**environment, "commits": {"pretrain": fitted.pretrain_commits, "cluster": res.commits}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -350,18 +350,20 @@ def test_queue_status_says_how_far_each_checkpoint_is(tmp_path, capsys):
                           "commits": ["a" * 40, "b" * 40]}}, run / "decs.pt")
     (run / "dec.pt").write_bytes(b"torn")
     (tmp_path / "usps" / "hadis").mkdir()
-    torch.save({"epoch": 100, "seconds": 1000.0, "key": {"epochs": 1000}, "processes": 1, "commits": ["c" * 40]},
+    torch.save({"epoch": 100, "seconds": 1000.0, "key": {"epochs": 1000}, "processes": 2, "commits": ["c" * 40],
+                "threads": [1, 2]},
                tmp_path / "usps" / "hadis" / "paper-seed0.pt")
     lines = status["main"](["--checkpoints", str(tmp_path)])
     # a checkpoint older than the process count and the commits: one process, code not recorded;
+    # threads: "?" for each process of a checkpoint older than their list;
     # the time left is the rate so far times what is left: 460 epochs × 2.5 s, 17,000 of the paper
     # profile's 20,000 iterations × 0.2 s, 900 HaDis epochs × 10 s
-    assert any("pretraining 40/500 epochs, 2.5 s/epoch, 0.3 h left at this rate; 1 process, code not recorded"
-               in line for line in lines)
-    assert any("clustering at iteration 3,000, 0.200 s/iteration, 0.9 h left at this rate; 2 processes, "
-               "code aaaaaaaa, bbbbbbbb" in line for line in lines)
-    assert any("HaDis at epoch 100/1000, 10.0 s/epoch, 2.5 h left at this rate; 1 process, code cccccccc" in line
-               for line in lines)
+    assert any("pretraining 40/500 epochs, 2.5 s/epoch, 0.3 h left at this rate; 1 process (threads ?), "
+               "code not recorded" in line for line in lines)
+    assert any("clustering at iteration 3,000, 0.200 s/iteration, 0.9 h left at this rate; 2 processes "
+               "(threads ?, ?), code aaaaaaaa, bbbbbbbb" in line for line in lines)
+    assert any("HaDis at epoch 100/1000, 10.0 s/epoch, 2.5 h left at this rate; 2 processes (threads 1, 2), "
+               "code cccccccc" in line for line in lines)
     assert any("dec.pt: unreadable" in line for line in lines)
     assert "no checkpoints" in status["main"](["--checkpoints", str(tmp_path / "none")])[0]
 

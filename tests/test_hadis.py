@@ -255,6 +255,8 @@ def test_interrupted_run_resumes_to_identical_result(blobs, tmp_path):
     assert full.history == resumed.history
     assert (full.processes, resumed.processes) == (1, 2)   # the record's wall_time_s.processes
     assert full.commits == resumed.commits == [decs.files.this_commit()]   # environment.commits
+    n = torch.get_num_threads()
+    assert (full.threads, resumed.threads) == ([n], [n, n])   # wall_time_s.threads
     assert np.array_equal(full.labels, resumed.labels)
     for (name, a), b in zip(full.net.state_dict().items(), resumed.net.state_dict().values()):
         assert torch.equal(a, b), name

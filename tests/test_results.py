@@ -644,3 +644,16 @@ def test_the_full_length_line_says_what_the_authors_network_reaches_at_the_proto
     assert "1 of 1 runs reach the published 0.990 and none of ours does" in apart
     verdict = results.verdict(own + [paper(0, 0.991, kept, "paper-seed0+start=theirs-e500")], [], sweep=None)
     assert "At the paper's protocol (500 pretraining epochs, 20,000 iterations)" in verdict
+
+
+def test_threads_used_names_each_process_only_where_they_differ():
+    """Issue 27, honest wall time: the threads a run trained on, from wall_time_s.threads."""
+    one = {"wall_time_s": {"threads": {"pretrain": [1, 1], "cluster": [1]}}}
+    assert results.threads_used(one) == "1 thread"
+    mixed = {"wall_time_s": {"threads": {"train": [None, None, 2]}}}
+    assert results.threads_used(mixed) == "threads by process, train: ?, ?, 2"
+    parts = {"wall_time_s": {"threads": {"pretrain": [1], "cluster": [1, 2]}}}
+    assert results.threads_used(parts) == "threads by process, pretrain: 1; cluster: 1, 2"
+    # older records: the threads of the process that wrote it
+    assert results.threads_used({"wall_time_s": {}, "environment": {"torch_threads": 2}}) == "2 threads"
+    assert results.threads_used({"wall_time_s": {}, "environment": {}}) == "threads not recorded"

@@ -122,13 +122,40 @@ def test_a_run_resumed_by_other_code_names_both_commits(blobs, tiny_cfg, tmp_pat
 
 def test_stage_provenance_of_older_checkpoints():
     """A checkpoint written before commits were kept lists an unknown one (None) first and counts one
-    process; a finished stage read back adds neither; a fresh stage starts both with this process."""
-    here = decs.files.this_commit()
-    assert decs.files.stage_provenance(None, True) == (1, [here])
-    assert decs.files.stage_provenance({"commits": [here], "processes": 2}, True) == (3, [here])
-    assert decs.files.stage_provenance({"commits": ["x"], "processes": 2}, False) == (2, ["x"])
+    process; a finished stage read back adds neither; a fresh stage starts both with this process.
+    Threads: one entry per process, None for each process of a checkpoint that did not keep them."""
+    here, n = decs.files.this_commit(), torch.get_num_threads()
+    assert decs.files.stage_provenance(None, True) == (1, [here], [n])
+    assert decs.files.stage_provenance({"commits": [here], "processes": 2}, True) == (3, [here], [None, None, n])
+    assert decs.files.stage_provenance({"commits": ["x"], "processes": 2}, False) == (2, ["x"], [None, None])
+    assert decs.files.stage_provenance({"commits": [here], "processes": 2, "threads": [1, 2]}, True)[2] == [1, 2, n]
     with pytest.warns(UserWarning, match="code that did not record its commit"):
-        assert decs.files.stage_provenance({}, True) == (2, [None, here])
+        assert decs.files.stage_provenance({}, True) == (2, [None, here], [None, n])
+
+
+def test_records_keep_each_process_threads(blobs, tiny_cfg, tmp_path):
+    """Issue 27, honest wall time: a stage resumed by a process with more threads says so. The
+    clustering interrupted on one thread and resumed on two lists [1, 2]; the pretraining, one
+    process on one thread, [1]; read back, nothing is added."""
+    x, y = torch.as_tensor(blobs[0]), blobs[1]
+
+    def stop_at_8(record, z, centroids):
+        if record["iteration"] == 8:
+            raise _Interrupt
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(_Interrupt):
+            run(x, y, tiny_cfg, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path, on_eval=stop_at_8)
+        torch.set_num_threads(2)
+        resumed = run(x, y, tiny_cfg, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path)
+        again = run(x, y, tiny_cfg, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    finally:
+        torch.set_num_threads(before)
+    for r in (resumed, again):
+        assert r.record["wall_time_s"]["threads"] == {"pretrain": [1], "cluster": [1, 2]}
+        assert r.record["wall_time_s"]["processes"] == {"pretrain": 1, "cluster": 2}
 
 
 def test_interrupted_pretraining_resumes_identically(blobs, tiny_cfg, tmp_path):
@@ -155,11 +182,44 @@ def test_interrupted_pretraining_resumes_identically(blobs, tiny_cfg, tmp_path):
     assert losses_resumed == losses_full
     saved = torch.load(tmp_path / "p.pt", weights_only=False)
     assert (saved["processes"], saved["commits"]) == (2, [decs.files.this_commit()])   # interrupted once
+    assert saved["threads"] == [torch.get_num_threads()] * 2
     for k, v in m1.state_dict().items():
         assert torch.equal(v, m3.state_dict()[k]), k
     with pytest.raises(ValueError, match="other settings"):
         pretrain(ConvAutoencoder(tuple(x.shape[1:])), x, cfg, make_generator(torch.device("cpu"), 0),
                  checkpoint=tmp_path / "p.pt", progress=False, key={"test": 2})
+
+
+def test_pretraining_also_saves_after_a_long_epoch(blobs, tiny_cfg, tmp_path, monkeypatch):
+    """Issue 27: an MNIST epoch takes minutes on one thread, so a process ending with its session
+    would lose up to ten of them; the checkpoint is also written once SAVE_EVERY_S have passed since
+    the last write. With the limit at 0 every epoch is saved and the run resumes after epoch 4 to
+    the same losses; with no time limit an interruption at epoch 4 leaves no checkpoint."""
+    import decs.train
+
+    x = torch.as_tensor(blobs[0])
+    cfg = tiny_cfg.replace(pretrain_epochs=6)
+
+    def net():   # the same initial weights every time
+        torch.manual_seed(0)
+        return ConvAutoencoder(tuple(x.shape[1:]))
+
+    full, _ = pretrain(net(), x, cfg, make_generator(torch.device("cpu"), 0), progress=False)
+
+    def stop(epoch, loss):
+        if epoch == 3:
+            raise _Interrupt
+
+    for limit, kept in ((float("inf"), None), (0.0, 4)):
+        monkeypatch.setattr(decs.train, "SAVE_EVERY_S", limit)
+        ck = tmp_path / f"p{limit}.pt"
+        with pytest.raises(_Interrupt):
+            pretrain(net(), x, cfg, make_generator(torch.device("cpu"), 0), checkpoint=ck, progress=False,
+                     on_epoch=stop)
+        saved = torch.load(ck, weights_only=False) if ck.exists() else None
+        assert (saved and len(saved["losses"])) == kept
+    resumed, _ = pretrain(net(), x, cfg, make_generator(torch.device("cpu"), 0), checkpoint=ck, progress=False)
+    assert resumed == full
 
 
 def test_dec_stops_when_labels_settle(blobs, tiny_cfg):
