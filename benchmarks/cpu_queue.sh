@@ -29,6 +29,13 @@
 # MNIST-test seed 2 (issue 26, blocked: its last seed); lane B MNIST-test seed 1 (well under way),
 # then MNIST seed 0. queue_status prints the hours each checkpointed
 # stage has left at its own rate.
+# One thread per job gives the most epochs per hour. A run that must end within the session (a
+# process dies with it) can take both cores alone instead: stop the queue, run its command with
+# OMP_NUM_THREADS=2 and --resume (HaDis on USPS here: 12.2 s/epoch against 21.4 on one thread), and
+# leave the machine otherwise idle: beside a third process the two threads wait on each other (it
+# fell to about 90 s/epoch while one-thread tests ran). Records say which processes ran on how many
+# threads (wall_time_s.threads). The pretraining checkpoint is written every 10 epochs and every
+# 10 minutes (decs.train.SAVE_EVERY_S), so an ended process loses little of a 70,000-image epoch.
 # DRY_RUN=1 prints the commands instead of running them. Commit records as they appear (then
 # python tools/sync_results_manifest.py).
 set -uo pipefail
