@@ -26,7 +26,7 @@
 # left: 5 h on one core of an AVX2-only machine, where an MNIST-test row takes 8-12 h, so the first
 # to finish while sessions are 3 h and a machine may be replaced between them, losing every
 # checkpoint), then their 500-epoch network in our loop, Fashion-MNIST seed 0 (issue 27's row),
-# MNIST-test seed 2 (issue 26, blocked: its last seed); lane B MNIST-test seed 1 (well under way),
+# MNIST-test seed 2 (issue 26, blocked: its last seed), HaDis on MNIST-test at its paper length; lane B MNIST-test seed 1 (well under way),
 # then MNIST seed 0. queue_status prints the hours each checkpointed
 # stage has left at its own rate.
 # One thread per job gives the most epochs per hour. A run that must end within the session (a
@@ -97,6 +97,9 @@ lane_a() {
     # issue 27's rows before issue 26's last seed: Fashion-MNIST seed 0, then MNIST-test seed 2
     run reproduce --dataset fashion-mnist --profile paper --seeds 0 --model-files none
     run reproduce --dataset mnist-test --profile paper --seeds 2 --model-files none
+    # HaDis at its paper length on MNIST-test (issue 27, item 5, after USPS): 28x28 digits, about
+    # three times USPS's work per image, so about 17 h on one thread here; after the DECS rows
+    run train --dataset mnist-test --profile paper --seed 0 --method hadis
 }
 lane_b() {
     if [ -n "${THEIR_MNIST_TEST:-}" ]; then

@@ -322,7 +322,9 @@ def test_the_cpu_queue_lists_two_lanes_and_skips_the_authors_lane_without_their_
     rows = [(w[w.index("--dataset") + 1], w[w.index("--seeds") + 1]) for w in ours if w[3] == "reproduce"]
     assert sorted(rows) == [("fashion-mnist", "0"), ("mnist", "0"), ("mnist-test", "1"), ("mnist-test", "2")]
     assert all(w[w.index("--profile") + 1] == "paper" for w in ours)
-    assert any(w[3] == "train" and "hadis" in w for w in ours)
+    # HaDis at its paper length: USPS first, then MNIST-test (issue 27, item 5)
+    hadis_runs = [w[w.index("--dataset") + 1] for w in ours if w[3] == "train" and "hadis" in w]
+    assert hadis_runs == ["usps", "mnist-test"]
     theirs = [line for line in listed(AUTHORS_CODE="x", TF_PYTHON="y") if "authors_tf.py" in line or "done: " in line]
     for seed in (1, 2, 3, 4):   # each draw: a command, or done where its record is committed
         assert sum(f"e200-i3000-seed{seed}.json" in line for line in theirs) == 1, seed
