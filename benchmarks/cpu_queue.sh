@@ -26,9 +26,9 @@
 # left: 5 h on one core of an AVX2-only machine, where an MNIST-test row takes 8-12 h, so the first
 # to finish while sessions are 3 h and a machine may be replaced between them, losing every
 # checkpoint), then their 500-epoch network in our loop, Fashion-MNIST seed 0 (issue 27's row),
-# MNIST-test seed 2 (issue 26, blocked: its last seed), HaDis on MNIST-test at its paper length; lane B MNIST-test seed 1 (well under way),
-# then MNIST seed 0. queue_status prints the hours each checkpointed
-# stage has left at its own rate.
+# MNIST-test seed 2 (issue 26, blocked: its last seed), HaDis on MNIST-test at its paper length;
+# lane B MNIST-test seed 1 (well under way), then MNIST seed 0. queue_status prints the hours each
+# checkpointed stage has left at its own rate.
 # One thread per job gives the most epochs per hour. A run that must end within the session (a
 # process dies with it) can take both cores alone instead: stop the queue, run its command with
 # OMP_NUM_THREADS=2 and --resume (HaDis on USPS here: 12.2 s/epoch against 21.4 on one thread), and
