@@ -107,13 +107,13 @@ def threads_used(rec: dict) -> str:
     process that wrote it (``environment.torch_threads``). Used in :doc:`/book/hadis` and
     :doc:`/book/reproducibility`."""
     parts = rec.get("wall_time_s", {}).get("threads")
-    if not parts:
-        n = rec.get("environment", {}).get("torch_threads")
-        return "threads not recorded" if n is None else f"{n} thread{'s' * (n != 1)}"
-    counts = {t for ts in parts.values() for t in ts}
+    counts = ({t for ts in parts.values() for t in ts} if parts
+              else {rec.get("environment", {}).get("torch_threads")})
     if len(counts) == 1 and None not in counts:
         n = counts.pop()
         return f"{n} thread{'s' * (n != 1)}"
+    if not parts:
+        return "threads not recorded"
     return "threads by process, " + "; ".join(
         f"{part}: {', '.join('?' if t is None else str(t) for t in ts)}" for part, ts in parts.items() if ts)
 
