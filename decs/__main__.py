@@ -7,7 +7,7 @@ Examples::
     python -m decs train --dataset usps --profile paper --resume  # continue an interrupted run
     python -m decs train --dataset usps --set maxiter=500 lam=0.2 # change config fields
     python -m decs evaluate --dataset usps                       # score the last checkpoint
-    python -m decs evaluate --record results/usps/decs/cpu-seed0.json   # re-score a committed record
+    python -m decs evaluate --record results/usps/decs/paper-seed0.json   # re-score a committed record
     python -m decs reproduce --dataset usps --seeds 0 1 2        # every row of the table for USPS
     python -m decs sweep --dataset usps --profile cpu            # DECS over a grid of α and λ
     python -m decs train --dataset usps --start-from theirs.pt   # cluster from a given network
@@ -249,7 +249,7 @@ def read_record(path: Path) -> dict:
     JSON without a record's keys raises :class:`UsageError` saying what to do."""
     if not path.is_file():
         raise UsageError(f"no record at {path}: give the path of a run's record, e.g. "
-                         "--record results/usps/decs/cpu-seed0.json")
+                         "--record results/usps/decs/paper-seed0.json")
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -304,6 +304,10 @@ def load_model_files(record: dict, root: Path | str | None = None, device="cpu")
     from .models import ConvAutoencoder
 
     if "model_files" not in record:
+        dropped = record.get("model_files_dropped")
+        if dropped:  # named once, then taken out of results/ (the record says why)
+            raise ModelFileError(f"the model files of {record.get('path', 'this record')} are no longer in "
+                                 f"results/: {dropped['why']} (`{record.get('command', '')}`).")
         raise ModelFileError(f"the record {record.get('path', '')} names no model files (written before "
                              "they existed, or a seed whose files were not kept).")
     root = Path(root if root is not None else paths.RESULTS)

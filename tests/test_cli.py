@@ -19,7 +19,7 @@ needs_usps = pytest.mark.skipif(not data.is_available("usps"),
 def _cli(*args, env_extra=None, tmp_path=None):
     env = {**os.environ, "DECS_CHECKPOINTS": str(tmp_path / "ck"), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "decs", *args, "--results", str(tmp_path / "res"), "--quiet"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
 
 
 @needs_usps
@@ -66,6 +66,20 @@ def test_model_files_rescore_the_record_and_catch_a_changed_file(tmp_path):
     (tmp_path / "res" / files["final"]["path"]).unlink()
     gone = _cli("evaluate", "--record", str(path), tmp_path=tmp_path)
     assert gone.returncode != 0 and "missing" in gone.stderr
+
+
+def test_a_record_whose_model_files_were_dropped_says_so_in_one_line(tmp_path):
+    """The usps cpu seed-0 records keep their files' names and sha256 under model_files_dropped
+    (the chapters load the paper run's files): re-scoring one says why, and how to make them."""
+    for method in ("decs", "dec"):
+        path = REPO / "results" / "usps" / method / "cpu-seed0.json"
+        record = json.loads(path.read_text())
+        assert "model_files" not in record and record["model_files_dropped"]["files"]["final"]["sha256"]
+        assert not (REPO / "results" / record["model_files_dropped"]["files"]["final"]["path"]).exists()
+        out = _cli("evaluate", "--record", str(path), tmp_path=tmp_path)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode != 0 and len(lines) == 1, out.stderr
+        assert "no longer in results/" in lines[0] and record["command"] in lines[0]
 
 
 @needs_usps
