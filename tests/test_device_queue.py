@@ -25,6 +25,11 @@ SCALE = ["--datasets", "usps", "--seeds", "0", "--profile", "ci", "--set", "subs
          "maxiter=100", "update_interval=20", "kmeans_n_init=2", "checkpoint_every=20", "--model-files", "all",
          "--checkpoint-cap-mb", "48"]
 COMPARED = ("final", "history", "kmeans_on_embedding", "pretrain_loss", "iterations")
+# The queue's deadline and the subprocess's timeout are ceilings, not what the tests measure: a run
+# is cut at a point of the training (--stop-at-iteration), never at a time. A run of seconds on a
+# quiet machine took over 5 minutes beside two training jobs, so the ceilings are an hour.
+DEADLINE = ["--deadline", "3600", "--margin", "5"]
+TIMEOUT_S = 3900
 
 
 def _queue(tmp: Path, name: str, *extra) -> tuple[Path, dict]:
@@ -33,7 +38,7 @@ def _queue(tmp: Path, name: str, *extra) -> tuple[Path, dict]:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.run([sys.executable, str(SCRIPT), *SCALE, "--out", str(out), "--results", str(tmp / name / "res"),
                            "--checkpoints", str(tmp / name / "ck"), *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return out, json.loads((out / "summary.json").read_text())
 
@@ -47,7 +52,7 @@ def _records(results: Path) -> dict[str, dict]:
 def whole(tmp_path_factory):
     """One uninterrupted run: (tmp folder, out folder, summary)."""
     tmp = tmp_path_factory.mktemp("device_queue")
-    return (tmp, *_queue(tmp, "whole", "--deadline", "300", "--margin", "5"))
+    return (tmp, *_queue(tmp, "whole", *DEADLINE))
 
 
 @needs_usps
@@ -76,12 +81,12 @@ def test_a_run_stopped_by_the_deadline_resumes_to_the_same_records(whole):
     # stop the job inside its first clustering, after pretraining (checkpointed): at the clustering
     # checkpoint of iteration 20 of 100, a point of the training, not a time — on a busy machine
     # a deadline drawn from an earlier run's wall time came after the run had ended
-    out1, first = _queue(tmp, "cut", "--deadline", "300", "--margin", "5", "--stop-at-iteration", "20")
+    out1, first = _queue(tmp, "cut", *DEADLINE, "--stop-at-iteration", "20")
     assert first["jobs"][0]["status"] == "unfinished", first
     assert "stop point reached" in (out1 / "log.txt").read_text()
     assert (out1 / "checkpoints.tar").exists(), (out1 / "log.txt").read_text()
     assert len(list(out1.iterdir())) <= 8
-    out2, second = _queue(tmp, "resumed", "--deadline", "300", "--margin", "5", "--resume-from", str(out1))
+    out2, second = _queue(tmp, "resumed", *DEADLINE, "--resume-from", str(out1))
     assert second["jobs"][0]["status"] == "done"
     assert "resumed from" in (out2 / "log.txt").read_text()
     expected, got = _records(tmp / "whole" / "res"), _records(tmp / "resumed" / "res")
@@ -182,9 +187,9 @@ def test_hadis_job_runs_and_its_record_is_returned(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--datasets", "usps", "--seeds", "0", "--profile", "ci",
                            "--set", "subset=200", "batch_size=200", "pretrain_epochs=2", "maxiter=20", "kmeans_n_init=1",
                            "--hadis-datasets", "usps", "--hadis-set", "subset=200", "epochs=2",
-                           "--model-files", "none", "--deadline", "300", "--margin", "5", "--out", str(out),
+                           "--model-files", "none", *DEADLINE, "--out", str(out),
                            "--results", str(tmp_path / "res"), "--checkpoints", str(tmp_path / "ck")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     summary = json.loads((out / "summary.json").read_text())
     assert [(j["dataset"], j["status"]) for j in summary["jobs"]] == [("usps", "done"), ("usps", "done")]

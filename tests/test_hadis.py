@@ -305,7 +305,7 @@ def test_command_line_writes_a_record_and_refuses_to_overwrite(tmp_path):
             "--set", "subset=200", "epochs=2", "hsd=False", "--results", str(tmp_path / "res"), "--quiet",
             "--model-files", "all"]
     repo = Path(__file__).resolve().parent.parent
-    out = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, out.stderr
     path = tmp_path / "res" / "usps" / "hadis" / "ci-seed0+subset=200+epochs=2+hsd=False.json"
     rec = json.loads(path.read_text())
@@ -321,7 +321,7 @@ def test_command_line_writes_a_record_and_refuses_to_overwrite(tmp_path):
     (tmp_path / "res" / rec["model_files"]["final"]["path"]).write_bytes(b"changed")
     with pytest.raises(ValueError, match="sha256"):
         hadis.load_model_file(rec, tmp_path / "res")
-    again = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=3600)
     assert again.returncode != 0 and "--replace" in again.stderr
 
 
