@@ -29,9 +29,13 @@
 # MNIST-test seed 2 (issue 26, blocked: its last seed), HaDis on MNIST-test at its paper length;
 # lane B MNIST-test seed 1 (well under way), then MNIST seed 0. queue_status prints the hours each
 # checkpointed stage has left at its own rate.
-# One thread per job gives the most epochs per hour. A run that must end within the session (a
-# process dies with it) can take both cores alone instead: stop the queue, run its command with
-# OMP_NUM_THREADS=2 and --resume (HaDis on USPS here: 12.2 s/epoch against 21.4 on one thread), and
+# One thread per job gives the most epochs per hour. Measured on this AVX2-only machine with the
+# queue paused (MNIST-test pretraining, benchmarks/speed.py, results/benchmarks/cpu-*-avx2.json):
+# one job on two threads 14.3 s/epoch, on one thread alone 28.8, two one-thread jobs side by side
+# 24.9 and 26.1 each: 0.078 epochs/s for the pair against 0.070 for the two-thread job. A run
+# that must end within the session (a process dies with it) can take both cores alone instead:
+# stop the queue, run its command with OMP_NUM_THREADS=2 and --resume (HaDis on USPS here:
+# 12.2 s/epoch against 21.4 on one thread), and
 # leave the machine otherwise idle: beside a third process the two threads wait on each other (it
 # fell to about 90 s/epoch while one-thread tests ran). Records say which processes ran on how many
 # threads (wall_time_s.threads). The pretraining checkpoint is written every 10 epochs and every
