@@ -67,7 +67,8 @@ def fp32_peak(cpu: dict, cores: int) -> dict | None:
             ghz = cpu["mhz"] / 1000
             return {"gflops": cores * ghz * per_cycle, "cores": cores, "ghz": ghz, "flop_per_cycle": per_cycle,
                     "microarchitecture": arch,
-                    "how": f"{cores} cores × {ghz:.2f} GHz × {per_cycle} float32 FLOP per cycle ({arch})"}
+                    "how": (f"{cores} core{'s' * (cores != 1)} × {ghz:.2f} GHz × {per_cycle} float32 FLOP "
+                            f"per cycle ({arch})")}
     return None
 
 

@@ -46,7 +46,7 @@ def load_benchmarks(root: Path | str = RESULTS / "benchmarks") -> list[dict]:
         rec = json.loads(path.read_text())
         env = rec.get("environment", {})
         # CPU timings depend on the threads as much as on the cores
-        where = env.get("gpu") or f"{hardware(env)}, {env.get('torch_threads')} threads"
+        where = env.get("gpu") or f"{hardware(env)}, {threads_used({'environment': env})}"
         for res in rec.get("results", []):
             rows.append({"file": path.name, "hardware": where, "commit": (env.get("commit") or "")[:8],
                          "torch": env.get("torch"), "threads": env.get("torch_threads"),

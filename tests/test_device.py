@@ -34,6 +34,7 @@ def test_cpu_info_reads_the_first_processor_and_the_peak_is_cores_clock_flop_per
                    "model": 17, "avx512": True, "simd": ["avx2", "avx512f"], "mhz": 3100.0}
     peak = fp32_peak(cpu, cores=2)
     assert peak["gflops"] == pytest.approx(2 * 3.1 * 32) and "2 cores × 3.10 GHz × 32" in peak["how"]
+    assert fp32_peak(cpu, cores=1)["how"].startswith("1 core × 3.10 GHz")   # one thread: one core
     assert fp32_peak({**cpu, "vendor": "GenuineIntel"}, 2) is None     # not listed: unknown, not guessed
     assert fp32_peak({k: v for k, v in cpu.items() if k != "mhz"}, 2) is None
     assert cpu_info(str(tmp_path / "missing")) == {}

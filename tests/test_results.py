@@ -210,6 +210,9 @@ def test_benchmark_rows_come_from_the_files(tmp_path):
     assert [(r["file"], r["dataset"], r["pretrain_s_per_epoch"]) for r in rows] == [
         ("quiet.json", "usps", 2.5), ("quiet.json", "mnist-test", 8.0)]
     assert rows[0]["hardware"] == "2 CPU cores, 2 threads" and rows[0]["commit"] == "01234567"
+    rec["environment"]["torch_threads"] = 1   # one thread, said in the singular
+    (tmp_path / "quiet.json").write_text(json.dumps(rec))
+    assert results.load_benchmarks(tmp_path)[0]["hardware"] == "2 CPU cores, 1 thread"
     for row in results.load_benchmarks():  # the committed measurements say where they came from
         assert row["commit"] and row["pretrain_s_per_epoch"] > 0 and row["cluster_s_per_iteration"] > 0
 
