@@ -44,7 +44,7 @@ NEEDS = {
     "ex-tsne-1": CODE, "ex-tsne-2": CODE, "ex-tsne-3": PAPER,
     "ex-hadis-1": PAPER, "ex-hadis-2": CODE, "ex-hadis-3": PAPER,
     "ex-hadis-4": (TRAINS, "six HaDis trainings, three times the chapter's live cell", None, None),
-    "ex-hadis-5": PAPER,
+    "ex-hadis-5": PAPER, "ex-hadis-6": PAPER,
 }
 
 EXERCISE = re.compile(r"^(`{3,}|:{3,})\{exercise\}[^\n]*\n((?::[\w-]+:[^\n]*\n)*)", re.M)
