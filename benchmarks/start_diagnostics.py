@@ -5,8 +5,9 @@
         --run results/usps/decs/cpu-seed0.json --out results/starts/usps/ours-cpu-seed0.json
 
 (``results/usps/pretrained/cpu-seed0.pt`` is no longer committed: the chapters load the paper
-run's network; ``python -m decs train --dataset usps --profile cpu --seed 0`` makes the pretraining
-checkpoint again, ``checkpoints/usps/cpu-seed0/pretrain.pt``.)
+run's network. ``python -m decs train --dataset usps --profile cpu --seed 0 --results /tmp/cpu-seed0``
+makes the pretraining checkpoint again, ``checkpoints/usps/cpu-seed0/pretrain.pt``, without
+touching the committed record.)
 ``--network`` is a pretrained autoencoder of ours: a committed model file
 (``results/<dataset>/pretrained/*.pt``), a pretraining checkpoint (``checkpoints/.../pretrain.pt``)
 or the authors' network converted by ``benchmarks/authors_tf_weights.py --to-ours``. The start is
